@@ -1,0 +1,260 @@
+"""Configuration: MMRec's yaml layering, plus command-line overrides.
+
+Precedence (later wins), the one place it is written down:
+
+1. ``configs/overall.yaml``                  global defaults (MMRec's overall.yaml, plus our keys)
+2. ``configs/dataset/<dataset>.yaml``        if it exists; a dataset folder without a yaml runs on
+                                             defaults (``inter_file_name: <dataset>.inter``)
+3. ``configs/model/MOTOR.yaml``              MOTOR's defaults (``motor_*`` keys), always loaded so that
+                                             a backbone yaml can override them
+4. ``configs/model/<MODEL>.yaml``            the backbone's hyper-parameters and grid
+5. the command line (``--key=value``, the value parsed as YAML) or the ``overrides`` dict
+
+``hyper_parameters`` lists are concatenated across the yaml files (as MMRec does), ``seed`` is always
+first, and a key given on the command line replaces the yaml value entirely. A grid key may hold a
+scalar (``--reg_weight=0.001``): :func:`grid` treats it as a one-value list (MMRec crashes there).
+
+``config[key]`` returns ``None`` for a key that no layer defines, as MMRec's ``Config`` does, so model
+code written for MMRec reads optional keys the same way.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import yaml
+
+
+def _find_config_root() -> Path:
+    """The folder holding overall.yaml: inside the installed package (wheel) or the source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "overall.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"mmrec-motor's configs were not found: looked for overall.yaml in {here / 'configs'} and "
+        f"{here.parent / 'configs'}. Reinstall the package.")
+
+
+CONFIG_ROOT = _find_config_root()
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix: names the file or key and what was expected."""
+
+
+def _yaml_loader() -> type:
+    """A SafeLoader that reads ``1e-4`` as a float (plain YAML 1.1 reads it as a string)."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+        list("-+0123456789."))
+    return Loader
+
+
+_LOADER = _yaml_loader()
+
+
+def parse_value(text: str) -> Any:
+    """Parse one command-line value as YAML (``5`` -> 5, ``1e-3`` -> 0.001, ``[1,2]`` -> list)."""
+    try:
+        return yaml.load(text, Loader=_LOADER)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse the command-line value {text!r} as YAML: {exc}") from exc
+
+
+def load_yaml(path: Path) -> Dict[str, Any]:
+    """Read one yaml file into a dict; a syntax error names the file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.load(handle, Loader=_LOADER)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where}: invalid YAML: {exc.problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value at the top level, "
+                          f"found {type(data).__name__}")
+    return data
+
+
+def available_models() -> List[str]:
+    """Backbones that have a yaml in configs/model (MOTOR.yaml holds MOTOR's keys, not a model)."""
+    return sorted(p.stem for p in (CONFIG_ROOT / "model").glob("*.yaml") if p.stem != "MOTOR")
+
+
+def available_datasets() -> List[str]:
+    return sorted(p.stem for p in (CONFIG_ROOT / "dataset").glob("*.yaml"))
+
+
+def parse_overrides(args: List[str]) -> Dict[str, Any]:
+    """``['--epochs=5', '--motor', '--seed=[1,2]']`` -> ``{'epochs': 5, 'motor': True, 'seed': [1, 2]}``.
+
+    A bare ``--flag`` means True; ``--key value`` (space-separated) is accepted too.
+    """
+    overrides: Dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise ConfigError(f"unexpected argument {arg!r}: overrides are written --key=value")
+        body = arg[2:]
+        if "=" in body:
+            key, text = body.split("=", 1)
+            overrides[key] = parse_value(text)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            overrides[body] = parse_value(args[i + 1])
+            i += 1
+        else:
+            overrides[body] = True
+        i += 1
+    return overrides
+
+
+class Config(Mapping[str, Any]):
+    """The merged configuration of one run (see the module docstring for the precedence).
+
+    Args:
+        model: backbone name, exactly as its yaml (``FREEDOM``).
+        dataset: dataset name; a yaml in configs/dataset or a folder ``<data_path>/<dataset>``.
+        overrides: command-line values, applied last.
+    """
+
+    def __init__(self, model: str, dataset: str, overrides: Optional[Mapping[str, Any]] = None):
+        overrides = dict(overrides or {})
+        if model not in available_models():
+            raise ConfigError(f"unknown model {model!r}; available: {', '.join(available_models())}")
+        self.files: List[Path] = []
+        values: Dict[str, Any] = {}
+        grid_keys: List[str] = []
+        layers = [CONFIG_ROOT / "overall.yaml", CONFIG_ROOT / "dataset" / f"{dataset}.yaml",
+                  CONFIG_ROOT / "model" / "MOTOR.yaml", CONFIG_ROOT / "model" / f"{model}.yaml"]
+        for path in layers:
+            if not path.is_file():
+                continue
+            layer = load_yaml(path)
+            grid_keys += list(layer.pop("hyper_parameters", None) or [])
+            values.update(layer)
+            self.files.append(path)
+        self.yaml_keys = set(values)
+        unknown = sorted(k for k in overrides if k not in values and k != "hyper_parameters")
+        for key in unknown:
+            warnings.warn(f"--{key} is not defined by any yaml for {model}/{dataset} "
+                          f"({', '.join(p.name for p in self.files)}); check the spelling. It is kept.",
+                          stacklevel=2)
+        if "hyper_parameters" in overrides:
+            grid_keys = list(overrides.pop("hyper_parameters") or [])
+        values.update(overrides)
+        values["model"], values["dataset"] = model, dataset
+        values.setdefault("inter_file_name", f"{dataset}.inter")
+        values["hyper_parameters"] = ["seed"] + [k for k in dict.fromkeys(grid_keys) if k != "seed"]
+        self._values = values
+        self._validate()
+        self._values["device"] = self._resolve_device()
+
+    # --- dict-like access (MMRec's Config returns None for a missing key) ---
+    def __getitem__(self, key: str) -> Any:
+        return self._values.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._values[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(self._values)
+
+    @property
+    def dataset_dir(self) -> Path:
+        return Path(self["data_path"]) / self["dataset"]
+
+    def _validate(self) -> None:
+        """Type checks for the keys the runtime itself reads; each error names the key."""
+        positive_ints = ["epochs", "train_batch_size", "eval_batch_size", "embedding_size", "eval_step"]
+        for key in positive_ints:
+            value = self._values.get(key)
+            if key in self.grid_keys():
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"config key {key!r} must be a positive integer, got {value!r}")
+        stopping = self._values.get("stopping_step")
+        if not isinstance(stopping, int) or isinstance(stopping, bool) or stopping < 0:
+            raise ConfigError(f"config key 'stopping_step' must be an integer >= 0, got {stopping!r}")
+        topk = self._values.get("topk")
+        if isinstance(topk, int):
+            topk = self._values["topk"] = [topk]
+        if not isinstance(topk, list) or not topk or not all(
+                isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in topk):
+            raise ConfigError(f"config key 'topk' must be a list of positive integers, got {topk!r}")
+        metrics = self._values.get("metrics")
+        if isinstance(metrics, str):
+            metrics = self._values["metrics"] = [metrics]
+        known = {"recall", "ndcg", "precision", "map"}
+        bad = [m for m in metrics or [] if not isinstance(m, str) or m.lower() not in known]
+        if not metrics or bad:
+            raise ConfigError(f"config key 'metrics' must list some of Recall, NDCG, Precision, MAP; "
+                              f"got {metrics!r}")
+        valid_metric = str(self._values.get("valid_metric", "")).lower()
+        names = {f"{m.lower()}@{k}" for m in metrics for k in topk}
+        if valid_metric not in names:
+            raise ConfigError(f"config key 'valid_metric' is {self._values.get('valid_metric')!r}; "
+                              f"expected one of the computed metrics: {', '.join(sorted(names))}")
+        if not isinstance(self._values.get("data_path"), str):
+            raise ConfigError(f"config key 'data_path' must be a path string, "
+                              f"got {self._values.get('data_path')!r}")
+
+    def grid_keys(self) -> List[str]:
+        return list(self._values.get("hyper_parameters") or ["seed"])
+
+    def _resolve_device(self) -> str:
+        import torch
+
+        if self._values.get("use_gpu") and torch.cuda.is_available():
+            gpu_id = self._values.get("gpu_id") or 0
+            return f"cuda:{gpu_id}"
+        return "cpu"
+
+
+def grid(config: Config) -> List[Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
+    """Every combination of the grid keys, seed first, in MMRec's order (itertools.product).
+
+    Returns a list of ``(names, values)``; a key that is a scalar counts as a one-value list and a key
+    that is missing counts as ``[None]`` (as MMRec).
+    """
+    names = tuple(config.grid_keys())
+    options = []
+    for name in names:
+        value = config[name]
+        options.append(value if isinstance(value, list) else [value])
+    return [(names, combo) for combo in itertools.product(*options)]
+
+
+def get_setting(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """``config[key]`` or ``default`` when the key is missing or None."""
+    value = config[key] if key in config else None
+    return default if value is None else value
+
+
+def data_file(config: Mapping[str, Any], name: str) -> str:
+    return os.path.join(config["data_path"], config["dataset"], name)

@@ -1,0 +1,75 @@
+"""BPR training batches, vectorised: (user, positive item, one negative item).
+
+As MMRec: each epoch visits every training interaction once in a fresh random order, in batches of
+``train_batch_size``; the negative is drawn uniformly from the items that appear in the training
+split and is never one of the user's training items. Unlike MMRec (a Python loop per sample), the
+negatives of a batch are drawn together and the rejected ones redrawn together until none is left.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from mmrec_motor.data.dataset import PairSet, Split
+
+
+class BPRSampler:
+    """Iterates over ``LongTensor[3, B]`` batches (users, positives, negatives) on ``device``.
+
+    Args:
+        train: the training interactions.
+        n_items: number of items (the key space for membership tests).
+        batch_size: interactions per batch (the last batch may be smaller).
+        seed: seeds the numpy Generator that draws the order and the negatives.
+        device: where the batches are put.
+        with_negatives: False gives ``[2, B]`` batches (users, positives), for models that sample
+            their own negatives or need none (MMRec's ``use_neg_sampling: False``).
+    """
+
+    def __init__(self, train: Split, n_items: int, batch_size: int, seed: int,
+                 device: str = "cpu", with_negatives: bool = True):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.users = np.asarray(train.users, dtype=np.int64)
+        self.items = np.asarray(train.items, dtype=np.int64)
+        self.n_items = int(n_items)
+        self.batch_size = int(batch_size)
+        self.device = device
+        self.with_negatives = with_negatives
+        self.candidates = np.unique(self.items)
+        self.positives = PairSet(self.users, self.items, self.n_items)
+        self.rng = np.random.default_rng(seed)
+        if self.with_negatives:
+            counts = np.bincount(self.users)
+            if (counts[counts > 0] >= len(self.candidates)).any():
+                raise ValueError("a user has interacted with every training item: no negative exists")
+
+    def __len__(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    def sample_negatives(self, users: np.ndarray) -> np.ndarray:
+        """One negative per user entry, uniform over training items, never a training positive."""
+        negatives = self.candidates[self.rng.integers(0, len(self.candidates), size=len(users))]
+        redraw = np.flatnonzero(self.positives.contains(users, negatives))
+        while len(redraw):
+            negatives[redraw] = self.candidates[self.rng.integers(0, len(self.candidates),
+                                                                  size=len(redraw))]
+            redraw = redraw[self.positives.contains(users[redraw], negatives[redraw])]
+        return negatives
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = self.rng.permutation(len(self.users))
+        users, items = self.users[order], self.items[order]
+        negatives: Optional[np.ndarray] = self.sample_negatives(users) if self.with_negatives else None
+        columns = [users, items] + ([negatives] if negatives is not None else [])
+        epoch = torch.from_numpy(np.stack(columns)).to(self.device)
+        for start in range(0, len(users), self.batch_size):
+            yield epoch[:, start:start + self.batch_size]
+
+    def get_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state

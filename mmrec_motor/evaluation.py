@@ -1,0 +1,117 @@
+"""Full-sort top-K evaluation with exactly MMRec's metric definitions, vectorised.
+
+For every user of the split: score all items with ``model.full_sort_predict([users])``, set the
+user's *training* items to -1e10 (validation items are not masked at test time, as in MMRec), and take
+the top ``max(topk)`` items. With ``hits[u, j]`` = "the j-th ranked item is in u's split items" and
+``n_u`` = the number of u's items in the split, per user and then averaged over users:
+
+    Recall@K    = sum_{j<=K} hits_j / n_u                       (not min(n_u, K))
+    Precision@K = sum_{j<=K} hits_j / K
+    NDCG@K      = DCG / IDCG, DCG = sum_{j<=K} hits_j / log2(j+1), IDCG = sum_{j<=min(n_u,K)} 1/log2(j+1)
+    MAP@K       = sum_{j<=K} Precision@j * hits_j / min(n_u, K)
+
+Values are rounded to 4 decimals and keyed lowercase (``recall@20``), as MMRec reports them.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from mmrec_motor.data.dataset import PairSet, RecData, Split
+
+
+def metric_curves(hits: np.ndarray, pos_len: np.ndarray) -> Dict[str, np.ndarray]:
+    """Per-user metric values at every cut-off 1..K_max.
+
+    Args:
+        hits: bool [n_users, K_max], hits[u, j] for the (j+1)-th ranked item.
+        pos_len: int [n_users], each user's number of relevant items (>= 1).
+    Returns:
+        ``{'recall', 'ndcg', 'precision', 'map'}`` -> float [n_users, K_max].
+    """
+    hits = np.asarray(hits, dtype=bool)
+    pos_len = np.asarray(pos_len, dtype=np.int64)
+    if hits.ndim != 2 or pos_len.shape != (hits.shape[0],):
+        raise ValueError(f"hits must be [n_users, K] and pos_len [n_users]; got {hits.shape} and "
+                         f"{pos_len.shape}")
+    if (pos_len < 1).any():
+        raise ValueError("every evaluated user needs at least one relevant item (pos_len >= 1)")
+    ranks = np.arange(1, hits.shape[1] + 1)
+    hit_f = hits.astype(np.float64)
+    cum_hits = np.cumsum(hit_f, axis=1)
+    discount = 1.0 / np.log2(ranks + 1)
+    dcg = np.cumsum(hit_f * discount, axis=1)
+    ideal_len = np.minimum(pos_len[:, None], ranks[None, :])          # min(n_u, K)
+    idcg = np.cumsum(discount)[ideal_len - 1]
+    precision = cum_hits / ranks
+    return {
+        "recall": cum_hits / pos_len[:, None],
+        "ndcg": dcg / idcg,
+        "precision": precision,
+        "map": np.cumsum(precision * hit_f, axis=1) / ideal_len,
+    }
+
+
+def compute_metrics(hits: np.ndarray, pos_len: np.ndarray, metrics: Sequence[str],
+                    topk: Sequence[int]) -> Dict[str, float]:
+    """MMRec's result dict: ``{'recall@5': ..., ...}`` in metric-major order, rounded to 4 places."""
+    curves = metric_curves(hits, pos_len)
+    result = {}
+    for metric in metrics:
+        mean_curve = curves[metric.lower()].mean(axis=0)
+        for k in topk:
+            result[f"{metric.lower()}@{k}"] = round(float(mean_curve[k - 1]), 4)
+    return result
+
+
+def format_metrics(result: Mapping[str, float]) -> str:
+    """MMRec's ``dict2str``: ``recall@5: 0.0170    recall@10: 0.0296 ...``."""
+    return "    ".join(f"{key}: {value:.4f}" for key, value in result.items())
+
+
+class TopKEvaluator:
+    """Evaluates a model on one split (valid or test) of ``data``.
+
+    The users, the training-item mask of each user batch and the relevance sets are built once here;
+    each call only scores, masks, ranks and counts hits.
+    """
+
+    def __init__(self, data: RecData, split: Split, metrics: Sequence[str], topk: Sequence[int],
+                 batch_size: int, device: str = "cpu"):
+        self.metrics, self.topk = [m.lower() for m in metrics], list(topk)
+        self.max_k = max(self.topk)
+        if self.max_k > data.n_items:
+            raise ValueError(f"topk {self.max_k} exceeds the number of items ({data.n_items})")
+        self.device = device
+        self.users = np.unique(split.users)
+        self.relevant = PairSet(split.users, split.items, data.n_items)
+        self.pos_len = np.bincount(self.relevant.keys // data.n_items, minlength=data.n_users)[self.users]
+        train = data.train_matrix()
+        self.batches = []
+        for start in range(0, len(self.users), batch_size):
+            users = self.users[start:start + batch_size]
+            rows = train[users]                                  # CSR slice: the users' train items
+            mask_rows = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
+            self.batches.append((torch.from_numpy(users).to(device),
+                                 torch.from_numpy(mask_rows).to(device),
+                                 torch.from_numpy(rows.indices.astype(np.int64)).to(device)))
+
+    @torch.no_grad()
+    def rank(self, model: torch.nn.Module) -> np.ndarray:
+        """Top ``max(topk)`` item IDs per evaluated user, int64 [n_users, max_k]."""
+        model.eval()
+        ranked: List[torch.Tensor] = []
+        for users, mask_rows, mask_items in self.batches:
+            scores = model.full_sort_predict([users])
+            scores[mask_rows, mask_items] = -1e10
+            ranked.append(torch.topk(scores, self.max_k, dim=-1).indices.cpu())
+        return torch.cat(ranked).numpy()
+
+    def evaluate(self, model: torch.nn.Module) -> Dict[str, float]:
+        return self.metrics_of(self.rank(model))
+
+    def metrics_of(self, ranked: np.ndarray) -> Dict[str, float]:
+        hits = self.relevant.contains(self.users[:, None], ranked)
+        return compute_metrics(hits, self.pos_len, self.metrics, self.topk)

@@ -1,0 +1,34 @@
+"""BPR-MF (Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback", UAI 2009).
+
+score(u, i) = e_u . e_i with e_u = user_embedding[u] in R^d, e_i = item_embedding[i] in R^d.
+loss = BPR(score(u, i+), score(u, i-)) + reg_weight * EmbLoss(e_u, e_i+, e_i-).
+
+As in MMRec the item table is ``item_embedding`` (an ``nn.Embedding`` [n_items, d]) and is read both
+as ``.weight`` (positives, full ranking) and by calling it with indices (negatives).
+"""
+import torch
+import torch.nn as nn
+
+from mmrec_motor.models.common import GeneralRecommender, bpr_loss, emb_loss, xavier_normal_init
+
+
+class BPR(GeneralRecommender):
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = config["embedding_size"]
+        self.reg_weight = config["reg_weight"]
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        self.apply(xavier_normal_init)
+
+    def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
+        users, pos_items, neg_items = interaction[0], interaction[1], interaction[2]
+        user_e = self.user_embedding(users)
+        pos_e = self.item_embedding.weight[pos_items]
+        neg_e = self.item_embedding(neg_items)
+        pos_scores = (user_e * pos_e).sum(dim=1)
+        neg_scores = (user_e * neg_e).sum(dim=1)
+        return bpr_loss(pos_scores, neg_scores) + self.reg_weight * emb_loss(user_e, pos_e, neg_e)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        return self.user_embedding(interaction[0]) @ self.item_embedding.weight.T

@@ -1,0 +1,100 @@
+"""Sparse graph construction in plain torch: the normalised user-item graph and modality kNN item
+graphs, with a file cache whose name encodes everything that shapes the graph."""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def to_sparse_tensor(indices: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
+    """A coalesced COO sparse float tensor."""
+    return torch.sparse_coo_tensor(indices, values, size).coalesce()
+
+
+def normalized_interaction_graph(inter: sp.coo_matrix, n_users: int, n_items: int,
+                                 device) -> torch.Tensor:
+    """The symmetric normalised adjacency of the user-item bipartite graph.
+
+    A = [[0, R], [R^T, 0]] of size (U+I) x (U+I), R the binary interactions; returns
+    D^{-1/2} A D^{-1/2} with D = diag(rowsum(A) + 1e-7) (the epsilon as in MMRec).
+    """
+    rows = np.concatenate([inter.row, inter.col + n_users])
+    cols = np.concatenate([inter.col + n_users, inter.row])
+    n = n_users + n_items
+    adj = sp.coo_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n)).tocsr()
+    adj.data[:] = 1.0
+    inv_sqrt = np.power(np.asarray(adj.sum(axis=1)).ravel() + 1e-7, -0.5)
+    norm = sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
+    norm = norm.tocoo()
+    indices = torch.from_numpy(np.vstack([norm.row, norm.col]).astype(np.int64))
+    return to_sparse_tensor(indices, torch.from_numpy(norm.data.astype(np.float32)), (n, n)).to(device)
+
+
+def bipartite_edge_norm(users: torch.Tensor, items: torch.Tensor, n_users: int,
+                        n_items: int) -> torch.Tensor:
+    """Per-edge weight 1 / sqrt(deg(u) * deg(i)) of a user-item edge list (degrees + 1e-7)."""
+    user_deg = torch.bincount(users, minlength=n_users).float() + 1e-7
+    item_deg = torch.bincount(items, minlength=n_items).float() + 1e-7
+    return user_deg[users].pow(-0.5) * item_deg[items].pow(-0.5)
+
+
+def knn_graph(features: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """The normalised kNN graph of the items by cosine similarity of their features.
+
+    Each item i links to the k items with the highest cosine similarity (itself included, as in
+    MMRec); with A that binary [I, I] matrix and r = rowsum(A) + 1e-7 (= k), the edge weight is
+    r_i^{-1/2} r_j^{-1/2}. Similarities are computed ``chunk`` rows at a time, so memory is
+    chunk x I rather than I x I.
+    """
+    n = features.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"knn_k must be between 1 and the number of items ({n}), got {k}")
+    normed = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    neighbours = torch.cat([torch.topk(normed[s:s + chunk] @ normed.T, k, dim=1).indices
+                            for s in range(0, n, chunk)])
+    rows = torch.arange(n, device=features.device).repeat_interleave(k)
+    cols = neighbours.reshape(-1)
+    row_sum = torch.bincount(rows, minlength=n).float() + 1e-7
+    values = row_sum[rows].pow(-0.5) * row_sum[cols].pow(-0.5)
+    return to_sparse_tensor(torch.stack([rows, cols]), values, (n, n))
+
+
+def fingerprint(*arrays: Optional[torch.Tensor]) -> str:
+    """A short hash of tensors' contents (None counts as absent), for cache file names."""
+    digest = hashlib.sha1()
+    for array in arrays:
+        if array is None:
+            digest.update(b"none")
+        else:
+            data = array.detach().cpu().contiguous().numpy()
+            digest.update(str(data.shape).encode())
+            digest.update(data.tobytes())
+    return digest.hexdigest()[:12]
+
+
+def cached_graph(cache_dir: Optional[str], name_parts: Sequence, build, device) -> torch.Tensor:
+    """Load the sparse graph named by ``name_parts`` from ``cache_dir`` or build and save it.
+
+    The file name joins every part (parameters, modalities, feature fingerprint), so a change in any
+    of them is a different file. A file that cannot be read is rebuilt. ``cache_dir=None`` disables
+    the cache.
+    """
+    if not cache_dir:
+        return build().to(device)
+    path = os.path.join(cache_dir, "_".join(str(p) for p in name_parts) + ".pt")
+    if os.path.isfile(path):
+        try:
+            return torch.load(path, map_location=device)
+        except Exception:  # a truncated or foreign file: rebuild it below
+            pass
+    graph = build()
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = path + f".tmp{os.getpid()}"
+    torch.save(graph.cpu(), tmp)
+    os.replace(tmp, path)
+    return graph.to(device)

@@ -1,0 +1,204 @@
+"""One command's pipeline: data, the grid of hyper-parameter combinations, results.
+
+As MMRec's ``quick_start``: the data and the evaluators are built once; for every combination of the
+grid (seed first) the seeds are reset, the model is built (and, with ``motor``, its item ID table is
+replaced by MOTOR's before the optimizer exists), trained and evaluated. Unlike MMRec, the best
+combination is the one with the best *validation* score (MMRec issue #64 picks it on test).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from mmrec_motor.config import Config, grid
+from mmrec_motor.data.dataset import RecData, load_dataset
+from mmrec_motor.data.sampler import BPRSampler
+from mmrec_motor.data.toy import ensure_toy
+from mmrec_motor.evaluation import TopKEvaluator, format_metrics
+from mmrec_motor.models import get_model
+from mmrec_motor.trainer import FitResult, Trainer, init_seed
+
+# Keys that do not change what a run computes; left out of the checkpoint identity.
+_VOLATILE_KEYS = {"resume", "result_file", "topk_file", "log_dir", "checkpoint_dir", "num_threads",
+                  "device", "gpu_id", "use_gpu", "epochs", "motor_cache_dir", "graph_cache_dir",
+                  "checkpoint_every", "data_path"}
+
+
+def get_logger(config: Config) -> logging.Logger:
+    """MMRec-style logger: plain lines to stdout and to ``<log_dir>/<model>-<dataset>-<time>.log``."""
+    logger = logging.getLogger("mmrec_motor")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    stream = logging.StreamHandler(sys.stdout)
+    stream.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(stream)
+    if config["log_dir"]:
+        os.makedirs(config["log_dir"], exist_ok=True)
+        stamp = time.strftime("%b-%d-%Y-%H-%M-%S")
+        path = os.path.join(config["log_dir"], f"{config['model']}-{config['dataset']}-{stamp}.log")
+        file_handler = logging.FileHandler(path, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%a %d %b %Y %H:%M:%S"))
+        logger.addHandler(file_handler)
+    return logger
+
+
+def count_parameters(model: torch.nn.Module) -> Dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+def _run_identity(config: Config) -> str:
+    """A hash of every setting that shapes the run, so a checkpoint is only resumed by its own run."""
+    relevant = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_KEYS}
+    return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _write_json_atomic(path: str, payload: Dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def _write_topk(path: str, users: np.ndarray, ranked: np.ndarray) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    table = np.column_stack([users, ranked])
+    np.savetxt(tmp, table, fmt="%d", delimiter="\t",
+               header="userID\t" + "\t".join(f"top_{i + 1}" for i in range(ranked.shape[1])), comments="")
+    os.replace(tmp, path)
+
+
+def load_data(config: Config) -> RecData:
+    if config["dataset"] == "toy":
+        ensure_toy(config["data_path"])
+    return load_dataset(config)
+
+
+def build_model(config: Config, data: RecData):
+    """Construct the backbone; with ``motor``, swap MOTOR in before any optimizer sees the model.
+
+    Returns ``(model, item_report)``: the item representation's parameter counts (and MOTOR's
+    tokenizer statistics when it is on).
+    """
+    from mmrec_motor.motor import item_id_param_count, motorize
+
+    model = get_model(config["model"])(config, data).to(config["device"])
+    if config["motor"]:
+        report = motorize(model, config, data)
+        item = {"kind": "motor", "params": int(report["item_repr_params_motor"]),
+                "id_table_params": int(report["item_repr_params_id"]), "motor": report}
+    else:
+        params = item_id_param_count(model)
+        item = {"kind": "id", "params": int(params), "id_table_params": int(params)}
+    return model, item
+
+
+def run_combination(config: Config, data: RecData, logger: logging.Logger, names, values,
+                    valid: TopKEvaluator, test: TopKEvaluator) -> Dict[str, Any]:
+    for name, value in zip(names, values):
+        config[name] = value
+    init_seed(config["seed"])
+    model, item = build_model(config, data)
+    params = count_parameters(model)
+    params["item_representation"] = item["params"]
+    logger.info(str(model))
+    logger.info(f"Parameters: total {params['total']}, trainable {params['trainable']}, item "
+                f"representation ({item['kind']}) {item['params']}"
+                + (f" (the ID table it replaced had {item['id_table_params']})" if config["motor"] else ""))
+    sampler = BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
+                         device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
+    checkpoint = os.path.join(config["checkpoint_dir"], f"{config['model']}-{config['dataset']}-"
+                              f"{'motor' if config['motor'] else 'id'}-{_run_identity(config)}.pth")
+    trainer = Trainer(config, model, logger, checkpoint_path=checkpoint)
+    fit: FitResult = trainer.fit(sampler, valid, test, resume=bool(config["resume"]))
+    logger.info("best valid result: \n" + format_metrics(fit.best_valid))
+    logger.info("test result: \n" + format_metrics(fit.best_test))
+    return {
+        "parameters": dict(zip(names, values)),
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "stopped_early": fit.stopped_early,
+        "valid": fit.best_valid,
+        "test": fit.best_test,
+        "params": params,
+        "item_representation": item,
+        "train_seconds_per_epoch": float(np.mean(fit.train_seconds)) if fit.train_seconds else None,
+        "train_seconds": fit.train_seconds,
+        "eval_seconds": float(np.mean(fit.eval_seconds)) if fit.eval_seconds else None,
+        "checkpoint": checkpoint,
+        "_model": model,
+    }
+
+
+def quick_start(config: Config) -> Dict[str, Any]:
+    """Run every combination of the grid; returns the result dict that ``result_file`` receives."""
+    if config["num_threads"]:
+        torch.set_num_threads(int(config["num_threads"]))
+    logger = get_logger(config)
+    data = load_data(config)
+    logger.info(str(data))
+    metrics, topk, device = config["metrics"], config["topk"], config["device"]
+    valid = TopKEvaluator(data, data.valid, metrics, topk, config["eval_batch_size"], device)
+    test = TopKEvaluator(data, data.test, metrics, topk, config["eval_batch_size"], device)
+    valid_metric = str(config["valid_metric"]).lower()
+    runs: List[Dict[str, Any]] = []
+    chosen: Optional[int] = None
+    chosen_topk: Optional[np.ndarray] = None
+    for names, values in grid(config):
+        run = run_combination(config, data, logger, names, values, valid, test)
+        model = run.pop("_model")
+        runs.append(run)
+        score = run["valid"].get(valid_metric, -np.inf)
+        if chosen is None or score > runs[chosen]["valid"].get(valid_metric, -np.inf):
+            chosen = len(runs) - 1
+            if config["topk_file"]:
+                chosen_topk = test.rank(model)     # the model holds its best-valid parameters here
+        logger.info("████Current BEST████:\nParameters: "
+                    f"{list(names)}={tuple(runs[chosen]['parameters'].values())},\n"
+                    f"Valid: {format_metrics(runs[chosen]['valid'])},\nTest: {format_metrics(runs[chosen]['test'])}\n")
+        del model
+    logger.info("\n============All Over=====================")
+    for run in runs:
+        logger.info(f"Parameters: {list(run['parameters'])}={tuple(run['parameters'].values())},\n"
+                    f" best valid: {format_metrics(run['valid'])},\n best test: {format_metrics(run['test'])}")
+    best = runs[chosen]
+    logger.info("\n█████████████ BEST (chosen on validation) ████████████████")
+    logger.info(f"\tParameters: {list(best['parameters'])}={tuple(best['parameters'].values())},\n"
+                f"Valid: {format_metrics(best['valid'])},\nTest: {format_metrics(best['test'])}\n")
+    result = {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "motor": bool(config["motor"]),
+        "device": str(device),
+        "data": {"n_users": data.n_users, "n_items": data.n_items, "train": len(data.train),
+                 "valid": len(data.valid), "test": len(data.test)},
+        "valid_metric": valid_metric,
+        "combinations": runs,
+        "chosen": chosen,
+        "best": {"parameters": best["parameters"], "valid": best["valid"], "test": best["test"],
+                 "best_epoch": best["best_epoch"]},
+        "params": best["params"],
+        "item_representation": best["item_representation"],
+        "train_seconds_per_epoch": best["train_seconds_per_epoch"],
+        "eval_seconds": best["eval_seconds"],
+        "config": {k: v for k, v in config.to_dict().items()},
+    }
+    if config["topk_file"] and chosen_topk is not None:
+        _write_topk(config["topk_file"], test.users, chosen_topk)
+    if config["result_file"]:
+        _write_json_atomic(config["result_file"], result)
+    return result
