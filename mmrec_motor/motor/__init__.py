@@ -1,0 +1,32 @@
+"""MOTOR: ID-free item representations from product-quantized multimodal tokens.
+
+This sub-package imports nothing from the rest of ``mmrec_motor``, so it serves this project's
+backbones and upstream MMRec's model objects alike.
+
+Modules, one job each:
+
+* :mod:`.tokenizer`      features -> token IDs (faiss PQ / OPQ / RQ) + statistics
+* :mod:`.cache`          LMDB cache of token matrices (checksummed, self-healing)
+* :mod:`.tcn`            token tables + Token Cross Network (agnostic / specific / mean)
+* :mod:`.item_embedding` ``MotorItemEmbedding``: the ``nn.Embedding`` drop-in, cached once per step
+* :mod:`.adapters`       where each backbone keeps its item ID table and how it is swapped
+* :mod:`.hook`           ``motorize(model, config)``: all of the above, after model init
+* :mod:`.dataset_report` ``tokenize_dataset(config)``: the ``mmrec-motor tokenize`` report
+"""
+from .adapters import (Adapter, AlreadyMotorizedError, AttributeAdapter, EmbeddingAdapter,
+                       JointTableAdapter, MotorNotApplicableError, ParameterDictAdapter,
+                       RefusedAdapter, get_adapter, item_id_param_count, register_adapter)
+from .cache import TokenCache, cached_tokenize
+from .dataset_report import tokenize_dataset
+from .hook import DEFAULTS, config_get, motorize
+from .item_embedding import MotorItemEmbedding
+from .tcn import TokenCrossNetwork, TokenEmbedding
+from .tokenizer import TokenizerParams, TokenizerResult, fit_tokenize
+
+__all__ = [
+    "motorize", "MotorItemEmbedding", "fit_tokenize", "TokenizerParams", "TokenizerResult",
+    "TokenCache", "cached_tokenize", "TokenCrossNetwork", "TokenEmbedding", "register_adapter",
+    "get_adapter", "item_id_param_count", "tokenize_dataset", "Adapter", "EmbeddingAdapter",
+    "AttributeAdapter", "JointTableAdapter", "ParameterDictAdapter", "RefusedAdapter",
+    "MotorNotApplicableError", "AlreadyMotorizedError", "DEFAULTS", "config_get",
+]

@@ -1,0 +1,280 @@
+"""``motorize(model, config)``: swap MOTOR into a constructed backbone.
+
+Call it after the backbone's ``__init__`` (BPR/VBPR re-initialise every sub-module there) and before
+the optimizer is built from ``model.parameters()``. Works on this project's backbones and on upstream
+MMRec's model objects alike (only the class name and the item table attribute matter).
+
+Steps:
+1. find the adapter for ``type(model).__name__`` (:mod:`.adapters`) and the item table it replaces;
+   n_items = ``model.n_items`` (else ``dataset``, else the table's rows), d = the table's width (the
+   backbone's ``embedding_size``; SLMRec calls it ``recdim``), device/dtype = the table's;
+2. read each modality's features from ``<data_path>/<dataset>/<file>`` (``'v'`` ->
+   ``vision_feature_file``, ``'t'`` -> ``text_feature_file``, any other name ``x`` ->
+   ``x_feature_file``); a modality whose key is empty or whose file is missing is skipped (warning);
+   none left is an error;
+3. tokenize each modality through the LMDB :class:`TokenCache` (``motor_cache_dir``);
+4. build :class:`TokenCrossNetwork` + :class:`MotorItemEmbedding` on the table's device and install
+   it via the adapter;
+5. return the report (also set as ``model.motor_report``)::
+
+    {'backbone': 'FREEDOM', 'adapter': 'embedding:item_id_embedding', 'n_items': 7050, 'dim': 64,
+     'modalities': ['v', 't'], 'tcn': 'agnostic',
+     'item_repr_params_id': 451200,          # the replaced table (item rows only for joint tables)
+     'item_repr_params_motor': 123456,       # token tables + TCN
+     'token_table_params': ..., 'tcn_params': ...,
+     'extra_params': 0,                      # user rows made trainable (GRCN/MMGCN joint tables)
+     'cache_dir': '/.../motor_cache' or None,
+     'tokenizer': {'v': {stats..., 'from_cache': bool, 'seconds': float, 'file': path}, 't': {...}},
+     'notes': [...]}
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .adapters import JointTableAdapter, get_adapter
+from .cache import TokenCache, cached_tokenize
+from .item_embedding import MotorItemEmbedding
+from .tcn import VARIANTS, TokenCrossNetwork
+from .tokenizer import TokenizerParams
+
+#: defaults of every motor_* key (configs/model/MOTOR.yaml documents them; keep both in sync)
+DEFAULTS: Dict[str, Any] = {
+    "motor_modalities": ["v", "t"],
+    "motor_quantizer": "pq",
+    "motor_num_subspaces": 8,
+    "motor_nbits": 8,
+    "motor_normalize": "l2",
+    "motor_pca_dim": None,
+    "motor_max_train_items": None,
+    "motor_tcn": "agnostic",
+    "motor_tcn_layers": 2,
+    "motor_tcn_rank": 8,
+    "motor_cache_dir": None,
+    "motor_seed": None,
+}
+
+_MODALITY_FILE_KEYS = {"v": "vision_feature_file", "vision": "vision_feature_file",
+                       "image": "vision_feature_file", "t": "text_feature_file",
+                       "text": "text_feature_file"}
+_MISSING = object()
+
+
+def config_get(config, key: str, default: Any = None) -> Any:
+    """``config[key]``, or ``default`` when the key is missing or None.
+
+    Works for MMRec's Config (missing -> None), plain dicts (KeyError) and other mappings.
+    """
+    try:
+        value = config[key]
+    except (KeyError, IndexError):
+        return default
+    return default if value is None else value
+
+
+def motor_setting(config, key: str) -> Any:
+    return config_get(config, key, DEFAULTS.get(key))
+
+
+def _per_modality(value: Any, modality: str, key: str) -> Any:
+    """A scalar applies to every modality; a dict gives one value per modality name."""
+    if isinstance(value, dict):
+        if modality not in value:
+            raise ValueError(f"{key}: no value for modality {modality!r} in {value}")
+        return value[modality]
+    return value
+
+
+def modality_file_key(modality: str) -> str:
+    return _MODALITY_FILE_KEYS.get(modality, f"{modality}_feature_file")
+
+
+def dataset_dir(config) -> str:
+    data_path = config_get(config, "data_path")
+    dataset = config_get(config, "dataset")
+    if data_path is None or dataset is None:
+        raise ValueError(f"config needs 'data_path' and 'dataset' to find the feature files (got "
+                         f"data_path={data_path!r}, dataset={dataset!r})")
+    return os.path.join(str(data_path), str(dataset))
+
+
+def motor_seed(config) -> int:
+    seed = config_get(config, "motor_seed")
+    if seed is None:
+        seed = config_get(config, "seed", 0)
+    if isinstance(seed, (list, tuple)):
+        seed = seed[0] if seed else 0
+    return int(seed)
+
+
+def tokenizer_params(config, modality: str) -> TokenizerParams:
+    """TokenizerParams of one modality from the motor_* keys (validated)."""
+    def get(key):
+        return _per_modality(motor_setting(config, key), modality, key)
+    return TokenizerParams(quantizer=get("motor_quantizer"), num_subspaces=get("motor_num_subspaces"),
+                           nbits=get("motor_nbits"), normalize=get("motor_normalize"),
+                           pca_dim=get("motor_pca_dim"), seed=motor_seed(config),
+                           max_train_items=get("motor_max_train_items"))
+
+
+def load_modalities(config, n_items: Optional[int] = None,
+                    modalities: Optional[Sequence[str]] = None) -> List[Tuple[str, str, np.ndarray]]:
+    """[(modality, path, features)] for the configured modalities that have a file.
+
+    Raises ValueError when none is present or when a file's rows differ from ``n_items``.
+    """
+    mods = list(modalities if modalities is not None else motor_setting(config, "motor_modalities"))
+    if isinstance(motor_setting(config, "motor_modalities"), str) and modalities is None:
+        mods = [m.strip() for m in motor_setting(config, "motor_modalities").split(",") if m.strip()]
+    if not mods:
+        raise ValueError("motor_modalities is empty: expected e.g. ['v', 't']")
+    root = dataset_dir(config)
+    found, tried = [], []
+    for m in mods:
+        key = modality_file_key(m)
+        fname = config_get(config, key)
+        if not fname:
+            tried.append(f"{m}: config key {key!r} is not set")
+            warnings.warn(f"MOTOR: modality {m!r} skipped: config key {key!r} is not set", stacklevel=3)
+            continue
+        path = os.path.join(root, str(fname))
+        if not os.path.isfile(path):
+            tried.append(f"{m}: {path} (missing)")
+            warnings.warn(f"MOTOR: modality {m!r} skipped: feature file {path} not found", stacklevel=3)
+            continue
+        feats = np.load(path, allow_pickle=False)
+        if feats.ndim != 2:
+            raise ValueError(f"feature file {path}: expected a 2-D array (n_items, dim), got shape "
+                             f"{feats.shape}")
+        if n_items is not None and feats.shape[0] != n_items:
+            raise ValueError(f"feature file {path}: shape {feats.shape} has {feats.shape[0]} rows, "
+                             f"expected n_items = {n_items} (one row per item ID)")
+        found.append((m, path, feats))
+    if not found:
+        raise ValueError(f"MOTOR needs item features and found none for motor_modalities={mods}: "
+                         + "; ".join(tried))
+    return found
+
+
+def open_cache(config) -> Tuple[Optional[TokenCache], Optional[str]]:
+    """The TokenCache of ``motor_cache_dir`` (default ``<data_path>/<dataset>/motor_cache``).
+
+    ``motor_cache_dir: false`` disables the cache; an unwritable location warns and disables it.
+    """
+    setting = config_get(config, "motor_cache_dir")
+    if setting is False or (isinstance(setting, str) and setting.lower() in ("false", "off", "none")):
+        return None, None
+    path = str(setting) if setting else os.path.join(dataset_dir(config), "motor_cache")
+    try:
+        return TokenCache(path), path
+    except RuntimeError as e:
+        warnings.warn(f"MOTOR: token cache disabled ({e})", stacklevel=3)
+        return None, None
+
+
+def tokenize_modalities(config, n_items: Optional[int] = None,
+                        modalities: Optional[Sequence[str]] = None):
+    """Tokens and stats of each configured modality, through the cache.
+
+    Returns (modalities [(name, path, tokens, stats)], cache_dir).
+    """
+    data = load_modalities(config, n_items, modalities)
+    params = {m: tokenizer_params(config, m) for m, _, _ in data}  # validate before any work
+    cache, cache_dir = open_cache(config)
+    out = []
+    try:
+        for m, path, feats in data:
+            tokens, stats = cached_tokenize(feats, params[m], cache, n_items, name=path)
+            out.append((m, path, tokens, dict(stats, file=path)))
+    finally:
+        if cache is not None:
+            cache.close()
+    return out, cache_dir
+
+
+def _n_items(model, dataset, table: torch.Tensor) -> int:
+    n = getattr(model, "n_items", None)
+    if n is None and dataset is not None:
+        n = getattr(dataset, "n_items", None)
+        if n is None and hasattr(dataset, "get_item_num"):
+            n = dataset.get_item_num()
+        if n is None and hasattr(getattr(dataset, "dataset", None), "get_item_num"):
+            n = dataset.dataset.get_item_num()
+    if n is None:
+        n = table.shape[0]
+    return int(n)
+
+
+def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
+    """Replace ``model``'s item ID table by MOTOR; returns (and sets ``model.motor_report``) a report.
+
+    Args:
+        model: a constructed backbone (after its ``__init__``; before the optimizer is built).
+        config: dict-like; reads ``data_path``, ``dataset``, ``vision_feature_file``,
+            ``text_feature_file``, ``seed`` and the ``motor_*`` keys (defaults in :data:`DEFAULTS`).
+        dataset: optional; only used for n_items when the model has no ``n_items``.
+
+    Raises:
+        MotorNotApplicableError: backbone without an item ID table (DualGNN, DRAGON, PGL, ItemKNNCBF).
+        ValueError: unknown backbone, bad motor_* value, missing/misshaped feature files.
+    """
+    adapter = get_adapter(model)
+    table = adapter.item_table(model)
+    if table.dim() != 2:
+        raise ValueError(f"{type(model).__name__}: item table has shape {tuple(table.shape)}, expected 2-D")
+    n_items = _n_items(model, dataset, table)
+    if table.shape[0] != n_items:
+        raise ValueError(f"{type(model).__name__}.{adapter.describe()}: item table has "
+                         f"{table.shape[0]} rows, expected n_items = {n_items}")
+    dim = int(table.shape[1])
+    variant = str(motor_setting(config, "motor_tcn")).lower()
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown TCN variant {variant!r} (motor_tcn): expected one of {', '.join(VARIANTS)}")
+    n_layers, rank = int(motor_setting(config, "motor_tcn_layers")), int(motor_setting(config, "motor_tcn_rank"))
+    id_params = adapter.param_count(model)
+    extra = adapter.extra_param_count(model)
+
+    mods, cache_dir = tokenize_modalities(config, n_items)
+    names = [m for m, _, _, _ in mods]
+    network = TokenCrossNetwork([t for _, _, t, _ in mods], [s["K"] for _, _, _, s in mods], dim,
+                                variant=variant, n_layers=n_layers, rank=rank,
+                                seed=motor_seed(config), modality_names=names)
+    motor = MotorItemEmbedding(network).to(device=table.device, dtype=table.dtype)
+    adapter.install(model, motor)
+
+    notes = []
+    if isinstance(adapter, JointTableAdapter):
+        notes.append("joint user+item table: the user rows stay as a trainable Parameter "
+                     f"({extra} params, counted in extra_params)")
+    if type(model).__name__ in ("MMGCN", "MVGAE"):
+        notes.append(f"{type(model).__name__}'s original ID table is not trained; the MOTOR "
+                     "representation is, so it adds capacity the ID baseline never had")
+    total = sum(p.numel() for p in motor.parameters())
+    report = {
+        "backbone": type(model).__name__,
+        "adapter": adapter.describe(),
+        "n_items": n_items,
+        "dim": dim,
+        "modalities": names,
+        "tcn": variant,
+        "tcn_layers": n_layers,
+        "tcn_rank": rank,
+        "item_repr_params_id": int(id_params),
+        "item_repr_params_motor": int(total),
+        "token_table_params": int(network.token_table_params()),
+        "tcn_params": int(network.cross_params()),
+        "extra_params": int(extra),
+        "cache_dir": cache_dir,
+        "tokenizer": {m: s for m, _, _, s in mods},
+        "notes": notes,
+    }
+    try:
+        model.motor_report = report
+    except Exception:  # pragma: no cover - exotic models with __setattr__ guards
+        pass
+    return report
+
