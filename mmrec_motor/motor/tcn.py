@@ -192,15 +192,17 @@ class TokenCrossNetwork(nn.Module):
         a = id_table_init_bound(n_items, dim) if init_bound is None else float(init_bound)
         self.variant, self.n_layers, self.rank, self.dim = variant, int(n_layers), int(rank), int(dim)
         self.modality_names = list(modality_names) if modality_names else [str(i) for i in range(len(tokens))]
-        self.embedding = TokenEmbedding(tokens, codebook_sizes, dim, a * math.sqrt(L), g)
-        if variant == "agnostic":
-            self.tower = CrossTower(L, dim, self.n_layers, self.rank, g)
-        elif variant == "specific":
-            self.towers = nn.ModuleList([CrossTower(M, dim, self.n_layers, self.rank, g)
-                                         for M in self.embedding.num_subspaces])
-            self.fuse = nn.Linear(len(tokens) * dim, dim)
-            nn.init.zeros_(self.fuse.weight)
-            nn.init.zeros_(self.fuse.bias)
+        # nn.Linear's constructor draws from the global RNG (then we zero it): keep that state intact
+        with torch.random.fork_rng(devices=[]):
+            self.embedding = TokenEmbedding(tokens, codebook_sizes, dim, a * math.sqrt(L), g)
+            if variant == "agnostic":
+                self.tower = CrossTower(L, dim, self.n_layers, self.rank, g)
+            elif variant == "specific":
+                self.towers = nn.ModuleList([CrossTower(M, dim, self.n_layers, self.rank, g)
+                                             for M in self.embedding.num_subspaces])
+                self.fuse = nn.Linear(len(tokens) * dim, dim)
+                nn.init.zeros_(self.fuse.weight)
+                nn.init.zeros_(self.fuse.bias)
 
     @property
     def num_items(self) -> int:

@@ -1,0 +1,136 @@
+"""MotorItemEmbedding: nn.Embedding interface and the once-per-step cache of ``.weight``."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from mmrec_motor.motor.item_embedding import MotorItemEmbedding
+from mmrec_motor.motor.tcn import TokenCrossNetwork
+
+N, D = 80, 8
+
+
+def make(cache=True, variant="agnostic"):
+    rng = np.random.default_rng(0)
+    tk = [rng.integers(0, 8, (N, 3)), rng.integers(0, 4, (N, 2))]
+    return MotorItemEmbedding(TokenCrossNetwork(tk, [8, 4], D, variant=variant, n_layers=2, rank=2, seed=3),
+                              cache=cache)
+
+
+def backbone_loss(emb, users):
+    """A stand-in forward that reads .weight three times (like MGCN) and calls emb(idx) once."""
+    w1 = emb.weight
+    h = torch.tanh(w1 @ w1.t()) @ emb.weight
+    items = emb(torch.tensor([1, 2, 3, 50]))
+    return ((users @ (h + emb.weight).t()) ** 2).mean() + items.pow(2).sum()
+
+
+def grads(module):
+    return [p.grad.clone() for p in module.parameters()]
+
+
+@pytest.fixture
+def users():
+    return torch.randn(6, D, generator=torch.Generator().manual_seed(0))
+
+
+def test_embedding_interface():
+    emb = make()
+    assert emb.num_embeddings == N and emb.embedding_dim == D
+    assert emb.weight.shape == (N, D) and emb.weight.requires_grad
+    idx = torch.tensor([[0, 5], [79, 5]])
+    assert emb(idx).shape == (2, 2, D)
+    torch.testing.assert_close(emb(idx), emb.weight[idx])
+    torch.testing.assert_close(torch.nn.functional.embedding(idx, emb.weight), emb(idx))
+
+
+@pytest.mark.parametrize("variant", ["agnostic", "specific", "mean"])
+def test_three_reads_one_computation_same_values_and_grads(users, variant):
+    cached, plain = make(True, variant), make(False, variant)
+    plain.load_state_dict(cached.state_dict())
+    backbone_loss(cached, users).backward()
+    assert cached.n_computations == 1
+    backbone_loss(plain, users).backward()
+    assert plain.n_computations == 4
+    for a, b in zip(grads(cached), grads(plain)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(cached.weight.detach(), plain.weight.detach())
+
+
+def test_step_changes_values_and_next_read_recomputes(users):
+    emb = make()
+    opt = torch.optim.Adam(emb.parameters(), lr=0.01)
+    before = emb.weight.detach().clone()
+    for step in range(3):
+        opt.zero_grad()
+        backbone_loss(emb, users).backward()
+        opt.step()
+        assert emb.n_computations == step + 1
+        assert not torch.allclose(emb.weight.detach(), before)
+        before = emb.weight.detach().clone()
+    # each read after a step computed once, and the next step's forward reused that table
+    assert emb.n_computations == 4
+
+
+def test_two_backwards_without_a_step(users):
+    emb, ref = make(), make(False)
+    ref.load_state_dict(emb.state_dict())
+    backbone_loss(emb, users).backward()
+    backbone_loss(emb, users).backward()  # the first backward freed the graph: must recompute
+    assert emb.n_computations == 2
+    backbone_loss(ref, users).backward()
+    backbone_loss(ref, users).backward()
+    for a, b in zip(grads(emb), grads(ref)):
+        torch.testing.assert_close(a, b)
+
+
+def test_no_grad_reads_are_fresh_after_parameter_changes():
+    emb = make()
+    with torch.no_grad():
+        w0 = emb.weight
+        assert not w0.requires_grad and emb.weight is w0 and emb.n_computations == 1
+        emb.tcn.embedding.tables[0].add_(1.0)
+        w1 = emb.weight
+    assert emb.n_computations == 2 and not torch.allclose(w0, w1)
+    with torch.no_grad():
+        torch.testing.assert_close(w1, emb.tcn())
+
+
+def test_no_grad_read_reuses_a_valid_grad_mode_table():
+    emb = make()
+    w = emb.weight
+    with torch.no_grad():
+        v = emb.weight
+    assert emb.n_computations == 1 and not v.requires_grad
+    torch.testing.assert_close(v, w.detach())
+
+
+def test_in_place_change_of_the_returned_table_is_not_reused():
+    emb = make()
+    with torch.no_grad():
+        w = emb.weight
+        w.mul_(0)
+        assert emb.weight.abs().sum() > 0 and emb.n_computations == 2
+
+
+def test_state_dict_roundtrip_and_copies():
+    a = make()
+    opt = torch.optim.SGD(a.parameters(), lr=1.0)
+    backbone_loss(a, torch.ones(2, D)).backward()
+    opt.step()
+    w = a.weight  # a cached table with a graph must not break deepcopy
+    b = make()
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(b.weight, w)
+    c = copy.deepcopy(a)
+    torch.testing.assert_close(c.weight, w)
+    assert c.weight is not w
+
+
+def test_to_device_and_dtype_invalidates():
+    emb = make()
+    w32 = emb.weight
+    emb.to(torch.float64)
+    w64 = emb.weight
+    assert w32.dtype == torch.float32 and w64.dtype == torch.float64 and emb.n_computations == 2
