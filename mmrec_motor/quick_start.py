@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from mmrec_motor.config import Config, grid
+from mmrec_motor.config import Config, ConfigError, available_datasets, grid
 from mmrec_motor.data.dataset import RecData, load_dataset
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.data.toy import ensure_toy
@@ -83,8 +83,14 @@ def _write_topk(path: str, users: np.ndarray, ranked: np.ndarray) -> None:
 
 
 def load_data(config: Config) -> RecData:
+    """The dataset of ``config`` (generating ``toy`` on first use)."""
     if config["dataset"] == "toy":
         ensure_toy(config["data_path"])
+    elif config["dataset"] not in available_datasets() and not config.dataset_dir.is_dir():
+        raise ConfigError(f"unknown dataset {config['dataset']!r}: no configs/dataset/"
+                          f"{config['dataset']}.yaml and no folder {config.dataset_dir.resolve()}; "
+                          f"available: {', '.join(available_datasets())}, or any folder in MMRec layout "
+                          f"under data_path")
     return load_dataset(config)
 
 

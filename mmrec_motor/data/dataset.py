@@ -121,6 +121,8 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
         df = pd.read_csv(path, sep=sep, usecols=[uid, iid, label])
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse: {exc}") from exc
+    if len(df) == 0:
+        raise DataError(f"{path}: no interactions")
     if df.isna().any().any():
         bad = df[df.isna().any(axis=1)].index[:5].tolist()
         raise DataError(f"{path}: empty or non-numeric values in {uid}/{iid}/{label}, "
@@ -141,8 +143,6 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
     if bad_labels:
         raise DataError(f"{path}: column {label} has values {bad_labels}; expected only 0 (train), "
                         f"1 (valid) and 2 (test)")
-    if len(df) == 0:
-        raise DataError(f"{path}: no interactions")
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
     splits = {}
     train_users = np.unique(users[labels == 0])

@@ -1,0 +1,77 @@
+"""Metric values on hand-computed rankings (MMRec's definitions) and the evaluator's masking."""
+import numpy as np
+import pytest
+import torch
+
+from mmrec_motor.data.dataset import RecData, Split
+from mmrec_motor.evaluation import TopKEvaluator, compute_metrics, format_metrics
+
+# Three users, top-5 hit patterns:
+#   A: 2 relevant items, hits at ranks 1 and 3
+#   B: 7 relevant items (more than K=5), hits at ranks 2..5
+#   C: 1 relevant item, outside the top 5
+HITS = np.array([[1, 0, 1, 0, 0], [0, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=bool)
+POS_LEN = np.array([2, 7, 1])
+# Worked by hand, e.g. NDCG@3 of B = (1/log2 3 + 1/log2 4) / (1 + 1/log2 3 + 1/log2 4) = 0.530721,
+# MAP@5 of B = (1/2 + 2/3 + 3/4 + 4/5) / min(7, 5) = 0.543333; averages over the 3 users, 4 places.
+EXPECTED = {
+    "recall@1": 0.1667, "recall@3": 0.4286, "recall@5": 0.5238,
+    "ndcg@1": 0.3333, "ndcg@3": 0.4835, "ndcg@5": 0.5269,
+    "precision@1": 0.3333, "precision@3": 0.4444, "precision@5": 0.4,
+    "map@1": 0.3333, "map@3": 0.4074, "map@5": 0.4589,
+}
+
+
+def test_hand_computed_metrics():
+    result = compute_metrics(HITS, POS_LEN, ["Recall", "NDCG", "Precision", "MAP"], [1, 3, 5])
+    assert result == EXPECTED
+    assert list(result)[:3] == ["recall@1", "recall@3", "recall@5"]  # metric-major, lowercase
+
+
+def test_recall_denominator_is_all_relevant_items_not_k():
+    # one user, 10 relevant items, all 5 shown are hits: MMRec's recall@5 is 5/10, not 5/5
+    result = compute_metrics(np.ones((1, 5), bool), np.array([10]), ["recall", "ndcg"], [5])
+    assert result == {"recall@5": 0.5, "ndcg@5": 1.0}
+
+
+def test_bad_metric_input_raises():
+    with pytest.raises(ValueError, match="pos_len >= 1"):
+        compute_metrics(HITS, np.array([2, 0, 1]), ["recall"], [5])
+    with pytest.raises(ValueError, match="hits must be"):
+        compute_metrics(HITS, np.array([2, 7]), ["recall"], [5])
+
+
+def test_format_matches_mmrec_dict2str():
+    assert format_metrics({"recall@5": 0.017, "ndcg@5": 0.5}) == "recall@5: 0.0170    ndcg@5: 0.5000"
+
+
+class FixedScores(torch.nn.Module):
+    """Scores item i for every user as -i (item 0 ranks first), unless a table is given."""
+
+    def __init__(self, n_items):
+        super().__init__()
+        self.scores = -torch.arange(n_items, dtype=torch.float32)
+
+    def full_sort_predict(self, interaction):
+        return self.scores.expand(len(interaction[0]), -1).clone()
+
+
+def test_evaluator_masks_training_items_only():
+    # user 0 trained on items 0 and 1, so its ranking starts at item 2; its test item is 2 -> hit@1.
+    # user 1 trained on item 5; test items 0 and 9: item 0 is rank 1, item 9 is outside the top 3.
+    data = RecData("t", "-", n_users=2, n_items=10,
+                   train=Split(np.array([0, 0, 1]), np.array([0, 1, 5])),
+                   valid=Split(np.array([0]), np.array([3])),
+                   test=Split(np.array([0, 1, 1]), np.array([2, 0, 9])))
+    evaluator = TopKEvaluator(data, data.test, ["recall", "precision"], [1, 3], batch_size=1)
+    ranked = evaluator.rank(FixedScores(10))
+    assert ranked.tolist() == [[2, 3, 4], [0, 1, 2]]   # the valid item 3 is not masked at test time
+    assert evaluator.evaluate(FixedScores(10)) == {
+        "recall@1": 0.75, "recall@3": 0.75, "precision@1": 1.0, "precision@3": 0.3333}
+
+
+def test_topk_larger_than_catalogue_raises():
+    data = RecData("t", "-", 1, 3, Split(np.array([0]), np.array([0])), Split(np.array([0]), np.array([1])),
+                   Split(np.array([0]), np.array([2])))
+    with pytest.raises(ValueError, match="exceeds the number of items"):
+        TopKEvaluator(data, data.test, ["recall"], [5], batch_size=8)
