@@ -127,9 +127,10 @@ def load_modalities(config, n_items: Optional[int] = None,
 
     Raises ValueError when none is present or when a file's rows differ from ``n_items``.
     """
-    mods = list(modalities if modalities is not None else motor_setting(config, "motor_modalities"))
-    if isinstance(motor_setting(config, "motor_modalities"), str) and modalities is None:
-        mods = [m.strip() for m in motor_setting(config, "motor_modalities").split(",") if m.strip()]
+    mods = modalities if modalities is not None else motor_setting(config, "motor_modalities")
+    if isinstance(mods, str):  # 'v,t' from a command line
+        mods = [m.strip() for m in mods.split(",") if m.strip()]
+    mods = [str(m) for m in mods]
     if not mods:
         raise ValueError("motor_modalities is empty: expected e.g. ['v', 't']")
     root = dataset_dir(config)
@@ -185,12 +186,16 @@ def tokenize_modalities(config, n_items: Optional[int] = None,
     data = load_modalities(config, n_items, modalities)
     params = {m: tokenizer_params(config, m) for m, _, _ in data}  # validate before any work
     cache, cache_dir = open_cache(config)
+    import faiss
+    faiss_threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(torch.get_num_threads())  # honour num_threads (tokens do not depend on it)
     out = []
     try:
         for m, path, feats in data:
             tokens, stats = cached_tokenize(feats, params[m], cache, n_items, name=path)
             out.append((m, path, tokens, dict(stats, file=path)))
     finally:
+        faiss.omp_set_num_threads(faiss_threads)
         if cache is not None:
             cache.close()
     return out, cache_dir
