@@ -13,7 +13,7 @@ import torch
 
 def to_sparse_tensor(indices: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
     """A coalesced COO sparse float tensor."""
-    return torch.sparse_coo_tensor(indices, values, size).coalesce()
+    return torch.sparse_coo_tensor(indices, values, size, check_invariants=False).coalesce()
 
 
 def normalized_interaction_graph(inter: sp.coo_matrix, n_users: int, n_items: int,
