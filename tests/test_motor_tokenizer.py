@@ -89,8 +89,11 @@ def test_opq_default_pca_on_wide_features():
 
 
 def test_too_few_items_reduces_nbits(feats):
-    with pytest.warns(UserWarning, match=r"nbits reduced from 8 to 6"):
+    with pytest.warns(UserWarning) as caught:
         r = fit_tokenize(feats[:100], TokenizerParams(num_subspaces=4, nbits=8))
+    messages = [str(w.message) for w in caught]
+    assert any("nbits reduced from 8 to 6 (K 256 -> 64)" in m for m in messages), messages
+    assert any("only 100 training items for K=64" in m for m in messages), messages
     assert r.params.nbits == 6 and r.stats["K"] == 64 and r.tokens.max() < 64
 
 
@@ -137,3 +140,26 @@ def test_M_larger_than_D():
     x = np.random.default_rng(0).standard_normal((100, 6)).astype(np.float32)
     with pytest.raises(ValueError, match=r"M=8 is larger than the feature dimension D=6"):
         fit_tokenize(x, TokenizerParams(num_subspaces=8, nbits=2))
+
+
+def test_randomized_pca_matches_exact_pca():
+    from mmrec_motor.motor.tokenizer import PCA
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((400, 64)) * np.linspace(3, 0.1, 64)) @ np.linalg.qr(rng.standard_normal((64, 64)))[0]
+    x = x.astype(np.float32) + 1.0
+    p = PCA.fit(x, 16, seed=0)
+    xc = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(xc.astype(np.float64), full_matrices=False)
+    assert p.explained == pytest.approx((s[:16] ** 2).sum() / (s ** 2).sum(), abs=1e-4)
+    # same subspace: projections of the exact directions onto ours keep their length
+    np.testing.assert_allclose(np.linalg.norm(vt[:16] @ p.components.T, axis=1), 1.0, atol=1e-3)
+    np.testing.assert_allclose(p(x), xc @ p.components.T, atol=1e-4)
+    assert np.array_equal(PCA.fit(x, 16, seed=0).components, p.components)
+
+
+def test_pca_wider_than_the_item_count_is_reduced(feats):
+    with pytest.warns(UserWarning) as caught:
+        r = fit_tokenize(feats[:40], TokenizerParams(num_subspaces=4, nbits=2, pca_dim=48))
+    assert r.stats["dim_quantized"] == 40 and r.tokens.shape == (40, 4)
+    assert any("PCA to 48 dims needs at least as many training items; there are 40" in str(w.message)
+               for w in caught)

@@ -7,10 +7,13 @@ For a feature matrix ``X`` of shape ``(n_items, D)`` the pipeline is::
 * normalize: ``'l2'``       x' = x / max(||x||_2, 1e-12)
              ``'standard'`` x'_j = (x_j - mean_j) / std_j   (std_j = 0 -> 1)
              ``'none'``     x' = x
-* PCA to ``D'`` dimensions (faiss ``PCAMatrix``, mean-centred). Used when ``pca_dim`` asks for it, when
-  ``D`` is not divisible by ``M`` (PCA to the largest multiple of ``M``, with a warning), and by default
-  for ``'opq'`` when ``D > OPQ_DEFAULT_PCA_DIM`` (= 256; OPQ's rotation is a D x D problem and did not
-  finish in 5 minutes on raw 4096-d features on a 2-core CPU).
+* PCA to ``D'`` dimensions: z = (x' - mu) C^T, C in R^{D' x D} the top principal directions. Used
+  when ``pca_dim`` asks for it, when ``D`` is not divisible by ``M`` (PCA to the largest multiple of
+  ``M``, with a warning), and by default for ``'opq'`` when ``D > OPQ_DEFAULT_PCA_DIM`` (= 256; OPQ's
+  rotation is a D x D problem and did not finish in 5 minutes on raw 4096-d features on a 2-core CPU).
+  C is found by seeded randomized SVD (Halko et al.: D'+16 probes, 4 power iterations), because an
+  exact 4096-d PCA (faiss ``PCAMatrix``: covariance + full eigendecomposition) took 97 s for Baby's
+  7,050 items on this project's 2-core machine.
 * quantizer, ``K = 2 ** nbits`` codewords per codebook:
     ``'pq'``  product quantization: Z is split into M sub-vectors of D'/M dims; token ``t_s`` is the
               nearest of K centroids of sub-space s.
@@ -25,6 +28,7 @@ Statistics (``TokenizerResult.stats``):
     ``recon_mse``       mean over items and dims of (z - decode(encode(z)))^2 in the space the quantizer
                         sees (after normalisation / PCA / rotation)
     ``recon_rel``       sum ||z - z_hat||^2 / sum ||z - mean(z)||^2 (scale-free; 1.0 = as bad as the mean)
+    ``pca_explained``   share of the normalised features' variance kept by the PCA (1.0 without PCA)
     ``seconds``         wall time of fit + encode
 and the effective settings (``dim_in``, ``dim_quantized``, ``num_subspaces``, ``nbits``, ``K`` ...).
 Determinism: faiss' k-means is seeded with ``params.seed`` (and the training subsample too), so two
@@ -177,6 +181,51 @@ def token_stats(tokens: np.ndarray, K: int) -> Dict[str, Any]:
             "distinct_tuples": int(counts.size)}
 
 
+class PCA:
+    """z = (x - mean) @ components.T, components (D', D) with orthonormal rows."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray, explained: float = 1.0):
+        self.mean = np.ascontiguousarray(mean, dtype=np.float32)
+        self.components = np.ascontiguousarray(components, dtype=np.float32)
+        self.explained = float(explained)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, dim: int, seed: int, oversample: int = 16, n_iter: int = 4) -> "PCA":
+        """Top-``dim`` principal directions of x (n, D) by seeded randomized SVD.
+
+        Power iterations on the centred matrix without materialising it; each iteration is
+        re-orthonormalised (QR). Signs are fixed (largest |entry| of each direction positive) so the
+        result does not depend on LAPACK's sign conventions.
+        """
+        n, D = x.shape
+        mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+        k = min(dim + oversample, D, n)
+        rng = np.random.default_rng(seed)
+        omega = rng.standard_normal((D, k)).astype(np.float32)
+
+        def times(m):       # (x - mean) @ m
+            return x @ m - mean @ m
+
+        def times_t(q):     # (x - mean).T @ q
+            return x.T @ q - np.outer(mean, q.sum(axis=0))
+
+        q, _ = np.linalg.qr(times(omega))
+        for _ in range(n_iter):
+            z, _ = np.linalg.qr(times_t(q))
+            q, _ = np.linalg.qr(times(z))
+        b = times_t(q).T                          # (k, D) = Q^T (x - mean)
+        _, svals, vt = np.linalg.svd(b.astype(np.float64), full_matrices=False)
+        comps = vt[:dim]
+        flip = np.sign(comps[np.arange(dim), np.abs(comps).argmax(axis=1)])
+        comps *= flip[:, None]
+        total = float((x.astype(np.float64) ** 2).sum() - n * (mean.astype(np.float64) ** 2).sum())
+        explained = float((svals[:dim] ** 2).sum() / total) if total > 0 else 1.0
+        return cls(mean, comps, min(explained, 1.0))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((x - self.mean) @ self.components.T, dtype=np.float32)
+
+
 class Normalizer:
     """Row / column normalisation applied before the faiss chain (kept to encode new items)."""
 
@@ -208,9 +257,10 @@ class TokenizerResult:
     Attributes:
         tokens: int64 array (n_items, M), values in [0, K).
         params: the effective parameters (nbits may have been reduced, see ``stats['warnings']``).
-        index: the fitted faiss ``IndexPreTransform`` (PCA / OPQ chain + ``IndexPQ`` or
+        index: the fitted faiss ``IndexPreTransform`` (OPQ rotation if any + ``IndexPQ`` or
             ``IndexResidualQuantizer``), or None when the tokens came from the cache.
         normalizer: the fitted :class:`Normalizer` (None from the cache).
+        pca: the fitted :class:`PCA`, or None (no PCA, or tokens from the cache).
         stats: see the module docstring.
     """
 
@@ -219,6 +269,12 @@ class TokenizerResult:
     stats: Dict[str, Any] = field(default_factory=dict)
     index: Any = None
     normalizer: Optional[Normalizer] = None
+    pca: Optional[PCA] = None
+
+    def preprocess(self, x: np.ndarray) -> np.ndarray:
+        """Normalisation and PCA of raw features: what the faiss index receives."""
+        x = self.normalizer(x)
+        return self.pca(x) if self.pca is not None else x
 
     @property
     def num_subspaces(self) -> int:
@@ -236,7 +292,7 @@ class TokenizerResult:
         x = validate_features(features, name="features")
         if x.shape[1] != self.stats["dim_in"]:
             raise ValueError(f"features: expected {self.stats['dim_in']} columns, got shape {x.shape}")
-        codes = self.index.sa_encode(self.normalizer(x))
+        codes = self.index.sa_encode(self.preprocess(x))
         return unpack_codes(codes, self.num_subspaces, self.params.nbits)
 
     def save(self, path: str) -> None:
@@ -250,6 +306,8 @@ class TokenizerResult:
                                                     "stats": self.stats}).encode(), np.uint8)}
         if self.normalizer.mean is not None:
             arrays["norm_mean"], arrays["norm_scale"] = self.normalizer.mean, self.normalizer.scale
+        if self.pca is not None:
+            arrays["pca_mean"], arrays["pca_components"] = self.pca.mean, self.pca.components
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
@@ -262,9 +320,11 @@ class TokenizerResult:
             index = faiss.deserialize_index(z["faiss_index"])
             norm = Normalizer(meta["normalize"], z["norm_mean"] if "norm_mean" in z else None,
                               z["norm_scale"] if "norm_scale" in z else None)
+            pca = (PCA(z["pca_mean"], z["pca_components"], meta["stats"].get("pca_explained", 1.0))
+                   if "pca_mean" in z else None)
         params = TokenizerParams(**meta["params"])
         return cls(tokens=np.zeros((0, params.num_subspaces), np.int64), params=params,
-                   stats=meta["stats"], index=index, normalizer=norm)
+                   stats=meta["stats"], index=index, normalizer=norm, pca=pca)
 
 
 def _plan_dims(D: int, n_train: int, params: TokenizerParams, notes: list) -> int:
@@ -286,6 +346,16 @@ def _plan_dims(D: int, n_train: int, params: TokenizerParams, notes: list) -> in
         new = (target // M) * M
         msg = (f"feature dimension {target} is not divisible by num_subspaces M={M}: applying PCA to "
                f"{new} dims (the largest multiple of M <= {target})")
+        warnings.warn(msg, stacklevel=3)
+        notes.append(msg)
+        target = new
+    if target < D and target > n_train:
+        new = (n_train // M) * M if params.quantizer != "rq" else n_train
+        if new < M:
+            raise ValueError(f"cannot apply PCA to {target} dims with only {n_train} training items and "
+                             f"M={M}: expected at least M items")
+        msg = (f"PCA to {target} dims needs at least as many training items; there are {n_train}: "
+               f"using {new} dims")
         warnings.warn(msg, stacklevel=3)
         notes.append(msg)
         target = new
@@ -342,15 +412,18 @@ def fit_tokenize(features, params: Optional[TokenizerParams] = None,
 
     norm = Normalizer.fit(params.normalize, x)
     xn = norm(x)
+    sel = None
     if params.max_train_items and n > params.max_train_items:
         sel = np.sort(np.random.default_rng(params.seed).choice(n, params.max_train_items, replace=False))
-        xtrain = xn[sel]
-    else:
-        xtrain = xn
-    n_train = xtrain.shape[0]
+    n_train = n if sel is None else sel.size
 
     d_q = _plan_dims(D, n_train, params, notes)
     nbits = _effective_nbits(n_train, params, notes)
+    pca = None
+    if d_q < D:
+        pca = PCA.fit(xn if sel is None else xn[sel], d_q, params.seed)
+        xn = pca(xn)
+    xtrain = xn if sel is None else xn[sel]
     eff = dataclasses.replace(params, nbits=nbits)
     M = params.num_subspaces
 
@@ -369,17 +442,13 @@ def fit_tokenize(features, params: Optional[TokenizerParams] = None,
         opq.pq = opq_pq
         keep_alive += [opq, opq_pq]
         index.prepend_transform(opq)
-    if d_q < D:
-        pca = faiss.PCAMatrix(D, d_q, 0.0, False)
-        keep_alive.append(pca)
-        index.prepend_transform(pca)
     try:
         index.train(xtrain)
     except RuntimeError as e:  # pragma: no cover - should be prevented by the checks above
         raise ValueError(f"{name}: faiss failed to train the {params.quantizer} quantizer on shape "
                          f"{x.shape}: {e}") from e
     if params.quantizer == "opq":
-        faiss.downcast_VectorTransform(index.chain.at(0 if d_q == D else 1)).pq = None
+        faiss.downcast_VectorTransform(index.chain.at(0)).pq = None
     codes = index.sa_encode(xn)
     tokens = unpack_codes(codes, M, nbits)
 
@@ -395,10 +464,10 @@ def fit_tokenize(features, params: Optional[TokenizerParams] = None,
     stats: Dict[str, Any] = {
         "quantizer": params.quantizer, "n_items": n, "dim_in": D, "dim_quantized": d_q,
         "num_subspaces": M, "nbits": nbits, "K": 2 ** nbits, "normalize": params.normalize,
-        "n_train": n_train,
+        "n_train": n_train, "pca_explained": pca.explained if pca is not None else 1.0,
         **token_stats(tokens, 2 ** nbits),
         "recon_mse": float(err.sum() / (n * d_q)),
         "recon_rel": float(err.sum() / spread) if spread > 0 else 0.0,
         "seconds": round(seconds, 4), "from_cache": False, "warnings": notes,
     }
-    return TokenizerResult(tokens=tokens, params=eff, stats=stats, index=index, normalizer=norm)
+    return TokenizerResult(tokens=tokens, params=eff, stats=stats, index=index, normalizer=norm, pca=pca)
