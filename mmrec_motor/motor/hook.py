@@ -186,16 +186,12 @@ def tokenize_modalities(config, n_items: Optional[int] = None,
     data = load_modalities(config, n_items, modalities)
     params = {m: tokenizer_params(config, m) for m, _, _ in data}  # validate before any work
     cache, cache_dir = open_cache(config)
-    import faiss
-    faiss_threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(torch.get_num_threads())  # honour num_threads (tokens do not depend on it)
     out = []
     try:
         for m, path, feats in data:
             tokens, stats = cached_tokenize(feats, params[m], cache, n_items, name=path)
             out.append((m, path, tokens, dict(stats, file=path)))
     finally:
-        faiss.omp_set_num_threads(faiss_threads)
         if cache is not None:
             cache.close()
     return out, cache_dir

@@ -36,6 +36,7 @@ runs with one seed give identical tokens.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -195,35 +196,41 @@ class PCA:
 
         Power iterations on the centred matrix without materialising it; each iteration is
         re-orthonormalised (QR). Signs are fixed (largest |entry| of each direction positive) so the
-        result does not depend on LAPACK's sign conventions.
+        result does not depend on LAPACK's sign conventions. The algebra runs in torch, so it uses
+        ``torch.get_num_threads()`` threads (``num_threads``) like the rest of a run.
         """
+        import torch
         n, D = x.shape
-        mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        mean = xt.mean(dim=0, dtype=torch.float64).float()
         k = min(dim + oversample, D, n)
-        rng = np.random.default_rng(seed)
-        omega = rng.standard_normal((D, k)).astype(np.float32)
+        omega = torch.from_numpy(np.random.default_rng(seed).standard_normal((D, k)).astype(np.float32))
 
         def times(m):       # (x - mean) @ m
-            return x @ m - mean @ m
+            return xt @ m - mean @ m
 
         def times_t(q):     # (x - mean).T @ q
-            return x.T @ q - np.outer(mean, q.sum(axis=0))
+            return xt.t() @ q - torch.outer(mean, q.sum(dim=0))
 
-        q, _ = np.linalg.qr(times(omega))
+        q = torch.linalg.qr(times(omega)).Q
         for _ in range(n_iter):
-            z, _ = np.linalg.qr(times_t(q))
-            q, _ = np.linalg.qr(times(z))
-        b = times_t(q).T                          # (k, D) = Q^T (x - mean)
-        _, svals, vt = np.linalg.svd(b.astype(np.float64), full_matrices=False)
+            z = torch.linalg.qr(times_t(q)).Q
+            q = torch.linalg.qr(times(z)).Q
+        b = times_t(q).t().double()               # (k, D) = Q^T (x - mean)
+        _, svals, vt = torch.linalg.svd(b, full_matrices=False)
         comps = vt[:dim]
-        flip = np.sign(comps[np.arange(dim), np.abs(comps).argmax(axis=1)])
-        comps *= flip[:, None]
-        total = float((x.astype(np.float64) ** 2).sum() - n * (mean.astype(np.float64) ** 2).sum())
-        explained = float((svals[:dim] ** 2).sum() / total) if total > 0 else 1.0
-        return cls(mean, comps, min(explained, 1.0))
+        flip = torch.sign(comps[torch.arange(dim), comps.abs().argmax(dim=1)])
+        comps = (comps * flip[:, None]).numpy()
+        total = sum(float((xt[i:i + 4096].double() ** 2).sum()) for i in range(0, n, 4096))
+        total -= n * float((mean.double() ** 2).sum())
+        explained = float((svals[:dim] ** 2).sum()) / total if total > 0 else 1.0
+        return cls(mean.numpy(), comps, min(explained, 1.0))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((x - self.mean) @ self.components.T, dtype=np.float32)
+        import torch
+        z = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) - torch.from_numpy(self.mean)) \
+            @ torch.from_numpy(self.components).t()
+        return np.ascontiguousarray(z.numpy(), dtype=np.float32)
 
 
 class Normalizer:
@@ -292,7 +299,8 @@ class TokenizerResult:
         x = validate_features(features, name="features")
         if x.shape[1] != self.stats["dim_in"]:
             raise ValueError(f"features: expected {self.stats['dim_in']} columns, got shape {x.shape}")
-        codes = self.index.sa_encode(self.preprocess(x))
+        with _faiss_threads(None):
+            codes = self.index.sa_encode(self.preprocess(x))
         return unpack_codes(codes, self.num_subspaces, self.params.nbits)
 
     def save(self, path: str) -> None:
@@ -346,7 +354,7 @@ def _plan_dims(D: int, n_train: int, params: TokenizerParams, notes: list) -> in
         new = (target // M) * M
         msg = (f"feature dimension {target} is not divisible by num_subspaces M={M}: applying PCA to "
                f"{new} dims (the largest multiple of M <= {target})")
-        warnings.warn(msg, stacklevel=3)
+        warnings.warn(msg, stacklevel=4)
         notes.append(msg)
         target = new
     if target < D and target > n_train:
@@ -356,7 +364,7 @@ def _plan_dims(D: int, n_train: int, params: TokenizerParams, notes: list) -> in
                              f"M={M}: expected at least M items")
         msg = (f"PCA to {target} dims needs at least as many training items; there are {n_train}: "
                f"using {new} dims")
-        warnings.warn(msg, stacklevel=3)
+        warnings.warn(msg, stacklevel=4)
         notes.append(msg)
         target = new
     return target
@@ -372,14 +380,14 @@ def _effective_nbits(n_train: int, params: TokenizerParams, notes: list) -> int:
                              f"codewords")
         msg = (f"nbits reduced from {nbits} to {new} (K {K} -> {2 ** new}): k-means needs at least K "
                f"training points and there are only {n_train} items")
-        warnings.warn(msg, stacklevel=3)
+        warnings.warn(msg, stacklevel=4)
         notes.append(msg)
         nbits = new
         K = 2 ** nbits
     if n_train < FAISS_POINTS_PER_CENTROID * K:
         msg = (f"only {n_train} training items for K={K} codewords (faiss advises >= "
                f"{FAISS_POINTS_PER_CENTROID * K}); centroids will be noisy")
-        warnings.warn(msg, stacklevel=3)
+        warnings.warn(msg, stacklevel=4)
         notes.append(msg)
     return nbits
 
@@ -390,8 +398,29 @@ def _configure_clustering(cp, seed: int) -> None:
     cp.verbose = False
 
 
+@contextlib.contextmanager
+def _faiss_threads(n_threads: Optional[int]):
+    """faiss' OpenMP threads = n_threads (default: torch.get_num_threads()) inside the block.
+
+    Busy-waiting OpenMP threads on a loaded 2-core machine made a tiny OPQ fit take 90 s instead
+    of 2 s; following torch's setting (the ``num_threads`` key) keeps one knob for a whole run.
+    Tokens do not depend on the thread count.
+    """
+    faiss = _faiss()
+    if n_threads is None:
+        import torch
+        n_threads = torch.get_num_threads()
+    old = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, int(n_threads)))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(old)
+
+
 def fit_tokenize(features, params: Optional[TokenizerParams] = None,
-                 n_items: Optional[int] = None, name: str = "features") -> TokenizerResult:
+                 n_items: Optional[int] = None, name: str = "features",
+                 n_threads: Optional[int] = None) -> TokenizerResult:
     """Fit a quantizer on ``features`` (n_items, D) and return every item's tokens (n_items, M).
 
     Args:
@@ -399,10 +428,19 @@ def fit_tokenize(features, params: Optional[TokenizerParams] = None,
         params: :class:`TokenizerParams` (defaults: PQ, M=8, nbits=8, l2).
         n_items: if given, the number of rows expected (ValueError otherwise).
         name: what to call the array in error messages (e.g. the file name).
+        n_threads: faiss' OpenMP threads for the fit (default ``torch.get_num_threads()``; the PCA
+            runs in torch with torch's own setting).
 
     Raises:
         ValueError: not 2-D, wrong number of rows, NaN/inf rows, M > D, too few items.
     """
+    with _faiss_threads(n_threads):
+        return _fit_tokenize(features, params, n_items, name)
+
+
+def _fit_tokenize(features, params: Optional[TokenizerParams] = None,
+                  n_items: Optional[int] = None, name: str = "features") -> TokenizerResult:
+    """The body of :func:`fit_tokenize` (faiss threads already set)."""
     faiss = _faiss()
     params = params or TokenizerParams()
     t0 = time.perf_counter()
