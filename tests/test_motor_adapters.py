@@ -377,3 +377,15 @@ def test_state_dict_and_deepcopy_of_a_motorized_model(cls, config):
     c = copy.deepcopy(a)
     torch.testing.assert_close(c.items(), items)
     assert type(c).__name__ == cls.__name__
+
+
+def test_motor_yaml_documents_every_default():
+    import pathlib
+    import yaml
+    from mmrec_motor.motor import DEFAULTS
+    path = pathlib.Path(__file__).resolve().parent.parent / "configs" / "model" / "MOTOR.yaml"
+    text = path.read_text()
+    assert yaml.safe_load(text) == DEFAULTS
+    for key in DEFAULTS:  # each key has a comment right above it
+        before = text.split(f"\n{key}:", 1)[0].rstrip().splitlines()
+        assert before[-1].startswith("#") or before[-1].startswith("motor_"), key

@@ -28,7 +28,8 @@ with ``state_dict()``; pickling the whole model object is not supported.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple, Union
+import warnings
+from typing import Dict, Tuple
 
 import torch
 from torch import nn
@@ -174,6 +175,8 @@ class AttributeAdapter(Adapter):
             try:
                 a_owner, a_name = _resolve(model, alias)
             except AttributeError:
+                warnings.warn(f"MOTOR: {type(model).__name__}.{alias} not found; only {self.path} "
+                              f"reads the MOTOR table", stacklevel=3)
                 continue
             _remove_attribute(a_owner, a_name)
             # a plain (unregistered) reference: the parameters stay registered once, on `owner`

@@ -33,7 +33,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .tokenizer import TokenizerParams, TokenizerResult, fit_tokenize, validate_features
+from .tokenizer import TokenizerParams, fit_tokenize, validate_features
 
 FORMAT_VERSION = 1
 MAGIC = b"MOTORTK1"

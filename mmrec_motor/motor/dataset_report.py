@@ -16,7 +16,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .hook import config_get, motor_setting, tokenize_modalities, tokenizer_params
+from .hook import config_get, tokenize_modalities, tokenizer_params
 
 N_EXAMPLES = 5
 TEXT_WIDTH = 90

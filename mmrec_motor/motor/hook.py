@@ -61,7 +61,6 @@ DEFAULTS: Dict[str, Any] = {
 _MODALITY_FILE_KEYS = {"v": "vision_feature_file", "vision": "vision_feature_file",
                        "image": "vision_feature_file", "t": "text_feature_file",
                        "text": "text_feature_file"}
-_MISSING = object()
 
 
 def config_get(config, key: str, default: Any = None) -> Any:

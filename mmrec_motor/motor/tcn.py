@@ -45,7 +45,7 @@ the toy data); with s it moves about lr * sqrt(L d) * mean|x_L|, the same order 
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
