@@ -62,7 +62,10 @@ def test_token_ids_buffer_has_offsets_and_moves_with_module():
     ids = net.embedding.token_ids
     assert ids.shape == (N, sum(MS)) and "embedding.token_ids" in net.state_dict()
     np.testing.assert_array_equal(ids[:, :4].numpy(), tk[0] + np.arange(4) * 16)
-    np.testing.assert_array_equal(ids[:, 4:].numpy(), tk[1] + np.arange(3) * 8)
+    np.testing.assert_array_equal(ids[:, 4:].numpy(), tk[1] + np.arange(3) * 8 + 4 * 16)
+    table = torch.cat(list(net.embedding.tables))
+    torch.testing.assert_close(net.embedding(), table[ids])
+    torch.testing.assert_close(net.embedding.modality(1), net.embedding.tables[1][torch.as_tensor(tk[1]) + torch.arange(3) * 8])
     assert net.embedding.tables[0].shape == (4 * 16, D) and net.embedding.tables[1].shape == (3 * 8, D)
     net64 = net.to(torch.float64)
     assert net64().dtype == torch.float64 and net64.embedding.token_ids.dtype == torch.long

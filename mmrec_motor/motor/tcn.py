@@ -69,9 +69,10 @@ class TokenEmbedding(nn.Module):
         init_bound: tables are drawn from U(-init_bound, init_bound).
         generator: torch.Generator for the init.
 
-    Buffers: ``token_ids`` (n, L) int64 with per-sub-space offsets s*K_m added.
+    Buffers: ``token_ids`` (n, L) int64: row indices into the concatenation of all tables, i.e.
+    token t of sub-space s of modality m is stored as R_m + s*K_m + t, R_m = sum_{m'<m} M_m' K_m'.
     Parameters: ``tables[m]`` of shape (M_m * K_m, d).
-    forward(idx=None) -> (n or len(idx), L, d).
+    forward(idx=None) -> (n or len(idx), L, d) (one gather from the concatenated tables).
     """
 
     def __init__(self, tokens: Sequence, codebook_sizes: Sequence[int], dim: int, init_bound: float,
@@ -81,7 +82,7 @@ class TokenEmbedding(nn.Module):
             raise ValueError(f"need one token matrix per modality and one codebook size each, got "
                              f"{len(tokens)} token matrices and {len(codebook_sizes)} sizes")
         cols, self.slices, self.num_subspaces = [], [], []
-        n, start = None, 0
+        n, start, row0 = None, 0, 0
         self.codebook_sizes = [int(k) for k in codebook_sizes]
         tables = []
         for m, (tok, K) in enumerate(zip(tokens, self.codebook_sizes)):
@@ -96,7 +97,8 @@ class TokenEmbedding(nn.Module):
                 raise ValueError(f"tokens of modality {m}: values must lie in [0, {K}), got "
                                  f"[{int(t.min())}, {int(t.max())}]")
             M = t.shape[1]
-            cols.append(t + torch.arange(M, dtype=torch.long) * K)
+            cols.append(t + torch.arange(M, dtype=torch.long) * K + row0)
+            row0 += M * K
             self.slices.append(slice(start, start + M))
             self.num_subspaces.append(M)
             start += M
@@ -113,10 +115,15 @@ class TokenEmbedding(nn.Module):
         ids = self.token_ids[:, self.slices[m]]
         if idx is not None:
             ids = ids[idx]
-        return self.tables[m][ids]
+        return self.table()[ids]
+
+    def table(self) -> torch.Tensor:
+        """All token tables stacked: (sum_m M_m K_m, d)."""
+        return self.tables[0] if len(self.tables) == 1 else torch.cat(list(self.tables), dim=0)
 
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return torch.cat([self.modality(m, idx) for m in range(len(self.tables))], dim=1)
+        ids = self.token_ids if idx is None else self.token_ids[idx]
+        return self.table()[ids]
 
 
 class LowRankCross(nn.Module):
@@ -133,7 +140,8 @@ class LowRankCross(nn.Module):
         self.b = nn.Parameter(torch.zeros(features))
 
     def forward(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return x0 * ((x @ self.V) @ self.U.t() + self.b) + x
+        # fused: addmm gives U (V^T x) + b in one pass, addcmul gives x + x0 * that in one more
+        return torch.addcmul(x, x0, torch.addmm(self.b, x @ self.V, self.U.t()))
 
 
 class CrossTower(nn.Module):
