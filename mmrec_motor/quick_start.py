@@ -40,9 +40,10 @@ def get_logger(config: Config) -> logging.Logger:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    stream = logging.StreamHandler(sys.stdout)
-    stream.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(stream)
+    if config["verbose"] is not False:
+        stream = logging.StreamHandler(sys.stdout)
+        stream.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(stream)
     if config["log_dir"]:
         os.makedirs(config["log_dir"], exist_ok=True)
         stamp = time.strftime("%b-%d-%Y-%H-%M-%S")

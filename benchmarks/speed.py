@@ -1,0 +1,60 @@
+"""Train seconds per epoch and evaluation seconds at the true size of an Amazon dataset, with random
+features of the real widths (4096-d image, 384-d text), ID and MOTOR side by side in one process.
+
+    python benchmarks/speed.py --models FREEDOM,BPR --dataset baby --data_path ../shared/data \
+        --variants id,motor --epochs 4 --num_threads 2
+
+Speed only: the features are random, so no accuracy is reported. The first epoch is left out of the
+per-epoch mean (warm-up); tokenization time is reported separately for MOTOR.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmrec_motor.bench import markdown_table, random_features, run_one  # noqa: E402
+from mmrec_motor.config import parse_overrides  # noqa: E402
+from mmrec_motor.data.dataset import load_dataset  # noqa: E402
+from mmrec_motor.config import Config  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="FREEDOM,BPR")
+    parser.add_argument("--dataset", default="baby")
+    parser.add_argument("--data_path", default="../shared/data")
+    parser.add_argument("--variants", default="id,motor")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--scratch", default=None, help="folder for the random-feature copy")
+    args, rest = parser.parse_known_args()
+    scratch = args.scratch or tempfile.mkdtemp(prefix="mmrec-motor-speed-")
+    source = Config("BPR", args.dataset, {"data_path": args.data_path})
+    n_items = load_dataset(source).n_items
+    random_features(os.path.join(scratch, args.dataset), os.path.join(args.data_path, args.dataset,
+                    source["inter_file_name"]), {"image_feat.npy": 4096, "text_feat.npy": 384}, n_items)
+    overrides = {"data_path": scratch, "epochs": args.epochs, "stopping_step": args.epochs,
+                 "num_threads": args.num_threads, "checkpoint_every": 0, "verbose": False,
+                 "log_dir": os.path.join(scratch, "log"), "checkpoint_dir": os.path.join(scratch, "saved"),
+                 "vision_feature_file": "image_feat.npy", "text_feature_file": "text_feat.npy",
+                 **parse_overrides(rest)}
+    rows = []
+    for model in args.models.split(","):
+        for variant in args.variants.split(","):
+            result = run_one(model, args.dataset, variant, 999, overrides)
+            run = result["combinations"][0]
+            steady = run["train_seconds"][1:] or run["train_seconds"]
+            tokenizer = run["item_representation"].get("motor", {}).get("tokenizer", {})
+            token_s = sum(s.get("seconds", 0.0) for s in tokenizer.values())
+            rows.append([model, variant, f"{np.mean(steady):.2f}", f"{run['train_seconds'][0]:.2f}",
+                         f"{run['eval_seconds']:.2f}", f"{run['item_representation']['params']:,}",
+                         f"{token_s:.1f}" if tokenizer else "-"])
+    print(markdown_table(["model", "variant", "train s/epoch (epochs 2+)", "first epoch s",
+                          "eval s (valid)", "item params", "tokenize s"], rows))
+
+
+if __name__ == "__main__":
+    main()
