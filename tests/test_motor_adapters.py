@@ -362,6 +362,30 @@ def test_per_modality_settings_and_variants(config):
     assert report["tcn"] == "specific"
 
 
+@pytest.mark.parametrize("setting, expected", [("missing", 16), (None, D), (0, D), (4, 4), (64, D)])
+def test_motor_tcn_dim_reaches_the_network(config, setting, expected):
+    """missing -> the default 16 (= D here: no projection); explicit null or 0 -> d; >= d -> d."""
+    cfg = dict(config) if setting == "missing" else dict(config, motor_tcn_dim=setting)
+    model = FREEDOM()
+    report = quiet_motorize(model, cfg)
+    net = model.item_id_embedding.tcn
+    assert report["tcn_dim"] == net.cross_dim == min(expected, D)
+    n_sub = [report["tokenizer"][m]["num_subspaces"] for m in ("v", "t")]
+    ks = [report["tokenizer"][m]["K"] for m in ("v", "t")]
+    assert report["item_repr_params_motor"] == net.expected_num_parameters(
+        n_sub, ks, D, "agnostic", 1, 2, report["tcn_dim"])
+
+
+def test_motor_tcn_dim_with_an_mmrec_config(config):
+    """MMRec's Config answers None for a missing key (and has no MOTOR.yaml): the default applies."""
+    report = quiet_motorize(FREEDOM(), MMRecLikeConfig(dict(config, embedding_size=D)))
+    assert report["tcn_dim"] == min(16, D)
+    with pytest.raises(ValueError, match=r"motor_tcn_dim must be a non-negative int"):
+        motorize(FREEDOM(), dict(config, motor_tcn_dim="wide"))
+    with pytest.raises(ValueError, match=r"motor_tcn_dim\) must be >= 0"):
+        motorize(FREEDOM(), dict(config, motor_tcn_dim=-2))
+
+
 @pytest.mark.parametrize("cls", [FREEDOM, VBPR, GRCN, LightGCN, MVGAE])
 def test_state_dict_and_deepcopy_of_a_motorized_model(cls, config):
     import copy

@@ -18,7 +18,8 @@ Steps:
 5. return the report (also set as ``model.motor_report``)::
 
     {'backbone': 'FREEDOM', 'adapter': 'embedding:item_id_embedding', 'n_items': 7050, 'dim': 64,
-     'modalities': ['v', 't'], 'tcn': 'agnostic',
+     'modalities': ['v', 't'], 'tcn': 'agnostic', 'tcn_layers': 2, 'tcn_rank': 8,
+     'tcn_dim': 16,                          # c, token width inside the cross towers (d = none)
      'item_repr_params_id': 451200,          # the replaced table (item rows only for joint tables)
      'item_repr_params_motor': 123456,       # token tables + TCN
      'token_table_params': ..., 'tcn_params': ...,
@@ -39,7 +40,7 @@ import torch
 from .adapters import JointTableAdapter, get_adapter
 from .cache import TokenCache, cached_tokenize
 from .item_embedding import MotorItemEmbedding
-from .tcn import VARIANTS, TokenCrossNetwork
+from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
 from .tokenizer import TokenizerParams
 
 #: defaults of every motor_* key (configs/model/MOTOR.yaml documents them; keep both in sync)
@@ -54,6 +55,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_tcn": "agnostic",
     "motor_tcn_layers": 2,
     "motor_tcn_rank": 8,
+    "motor_tcn_dim": 16,
     "motor_cache_dir": None,
     "motor_seed": None,
 }
@@ -196,6 +198,33 @@ def tokenize_modalities(config, n_items: Optional[int] = None,
     return out, cache_dir
 
 
+def tcn_dim_setting(config) -> int:
+    """``motor_tcn_dim``: missing -> the default (16); an explicit null or 0 -> 0 (= d, no projection).
+
+    Unlike the other keys, a null that is *set* is not the default, so the key is looked up with ``in``
+    where the config supports it (this project's Config and MMRec's do; there MOTOR.yaml's 16 is present
+    unless a yaml or the command line overrides it).
+    """
+    key = "motor_tcn_dim"
+    try:
+        value = config[key]
+    except (KeyError, IndexError):
+        return int(DEFAULTS[key])
+    if value is None:
+        present = False
+        if hasattr(type(config), "__contains__"):
+            try:
+                present = key in config
+            except Exception:  # pragma: no cover - a mapping that refuses `in`
+                present = False
+        return 0 if present else int(DEFAULTS[key])
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
+            isinstance(value, str) and value.strip().isdigit()):
+        raise ValueError(f"motor_tcn_dim must be a non-negative int (0 or null = the embedding dim), "
+                         f"got {value!r}")
+    return int(value)
+
+
 def _n_items(model, dataset, table: torch.Tensor) -> int:
     n = getattr(model, "n_items", None)
     if n is None and dataset is not None:
@@ -235,6 +264,8 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
     if variant not in VARIANTS:
         raise ValueError(f"unknown TCN variant {variant!r} (motor_tcn): expected one of {', '.join(VARIANTS)}")
     n_layers, rank = int(motor_setting(config, "motor_tcn_layers")), int(motor_setting(config, "motor_tcn_rank"))
+    cross_dim = tcn_dim_setting(config)
+    resolve_cross_dim(cross_dim, dim)  # validates before the tokenizer runs
     id_params = adapter.param_count(model)
     extra = adapter.extra_param_count(model)
 
@@ -242,7 +273,7 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
     names = [m for m, _, _, _ in mods]
     network = TokenCrossNetwork([t for _, _, t, _ in mods], [s["K"] for _, _, _, s in mods], dim,
                                 variant=variant, n_layers=n_layers, rank=rank,
-                                seed=motor_seed(config), modality_names=names)
+                                seed=motor_seed(config), modality_names=names, cross_dim=cross_dim)
     motor = MotorItemEmbedding(network).to(device=table.device, dtype=table.dtype)
     adapter.install(model, motor)
 
@@ -263,6 +294,7 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
         "tcn": variant,
         "tcn_layers": n_layers,
         "tcn_rank": rank,
+        "tcn_dim": int(network.cross_dim),
         "item_repr_params_id": int(id_params),
         "item_repr_params_motor": int(total),
         "token_table_params": int(network.token_table_params()),

@@ -1,12 +1,24 @@
 """Token embeddings and the Token Cross Network (TCN).
 
 Notation: n = n_items, P modalities, modality m has M_m tokens per item drawn from K_m codewords each,
-L = sum_m M_m tokens per item, d = embedding dim, r = ``rank``, n_layers = ``n_layers``.
+L = sum_m M_m tokens per item, d = embedding dim, c = ``cross_dim`` (d_c, key ``motor_tcn_dim``),
+r = ``rank``, n_layers = ``n_layers``.
 
 Token tables (:class:`TokenEmbedding`): modality m owns a table E_m of shape (M_m * K_m, d); sub-space s
-uses rows s*K_m .. s*K_m + K_m - 1. The buffer ``token_ids`` (n, L) holds, for every item, its tokens
-with the sub-space offset s*K_m already added (columns of modality m are ``slices[m]``). An item's
-token embeddings form T_i in R^{L x d} (the rows of all modalities, concatenated in modality order).
+uses rows s*K_m .. s*K_m + K_m - 1. E_all = [E_1; ...; E_P] (R x d, R = sum_m M_m K_m) stacks them. The
+buffer ``token_ids`` (n, L) holds, for every item, its tokens as rows of E_all (sub-space and modality
+offsets already added; columns of modality m are ``slices[m]``). An item's token embeddings form
+T_i in R^{L x d} (its rows of E_all in modality order).
+
+Pooled mean without a gather: mean_j T_i[j] = (S E_all)_i with S the constant sparse (n x R) matrix
+whose row i holds 1/L at the item's L token rows (per modality m: S_m, 1/M_m at its M_m rows). S and
+S^T are CSR matrices built from ``token_ids`` on first use and cached per (device, dtype); they are not
+in the state_dict and are rebuilt whenever ``token_ids`` changes (``load_state_dict``, ``.to()``).
+
+Compressed tokens: P in R^{d x c} projects every token row (one P, shared by all tokens and, in
+``specific``, by all modalities); the crossing runs on x_0 = vec(T_i P) in R^{L c}, read from the
+(R x c) table E_all P (computed once per step) rather than from the (n, L, d) token tensor. c = d
+(``cross_dim`` None / 0 / >= d) means no projection (P = identity, no parameters).
 
 Cross layer (low-rank DCN-v2, :class:`LowRankCross`), on a flattened x in R^{F}:
 
@@ -14,41 +26,67 @@ Cross layer (low-rank DCN-v2, :class:`LowRankCross`), on a flattened x in R^{F}:
 
 Variants (``TokenCrossNetwork(variant=...)``), output e_i in R^d:
 
-* ``agnostic``: x_0 = vec(T_i) in R^{L d}; n_layers cross layers;
-  e_i = s (W x_L + c) + mean_j T_i[j],  W in R^{d x L d}, c in R^d, s = 1 / sqrt(L d).
-* ``specific``: per modality m, x_0^m = vec(T_i^m) in R^{M_m d}; n_layers cross layers each;
-  h_m = s_m (W_m x_L^m + c_m) + mean_j T_i^m[j], s_m = 1 / sqrt(M_m d); then
+* ``agnostic``: x_0 = vec(T_i P) in R^{L c}; n_layers cross layers;
+  e_i = s (W x_L + w) + mean_j T_i[j],  W in R^{d x L c}, w in R^d, s = 1 / sqrt(L c).
+* ``specific``: per modality m, x_0^m = vec(T_i^m P) in R^{M_m c}; n_layers cross layers each;
+  h_m = s_m (W_m x_L^m + w_m) + mean_j T_i^m[j], s_m = 1 / sqrt(M_m c); then
   e_i = s_F (F [h_1; ...; h_P] + f) + mean_m h_m,  F in R^{d x P d}, f in R^d, s_F = 1 / sqrt(P d).
-* ``mean``: e_i = mean_j T_i[j] (no crossing: the ablation baseline).
+* ``mean``: e_i = mean_j T_i[j] = (S E_all)_i (no crossing, no P: the ablation baseline).
 
-Parameter counts (asserted by the tests), with T = sum_m M_m K_m d the token tables:
+The pooled residuals stay in full d; only the crossing sees compressed tokens.
+
+Parameter counts (asserted by the tests), with T = sum_m M_m K_m d the token tables and
+p = d c if c < d else 0 (the projection P):
 
 * mean:     T
-* agnostic: T + n_layers (2 L d r + L d) + L d^2 + d
-* specific: T + sum_m [n_layers (2 M_m d r + M_m d) + M_m d^2 + d] + P d^2 + d
+* agnostic: T + p + n_layers (2 L c r + L c) + L c d + d
+* specific: T + p + sum_m [n_layers (2 M_m c r + M_m c) + M_m c d + d] + P d^2 + d
 
-None of them depends on n_items.
+None of them depends on n_items. Defaults (L = 16, d = 64, c = 16, r = 8, 2 layers, K = 256):
+T = 262,144 + TCN 26,176 = 288,320 (agnostic).
+
+Cost. The backbone reads the full item table every optimisation step, so the TCN runs over all n
+items every batch, and its cost is memory traffic over (n, L c) tensors (each elementwise pass over a
+7050 x 1024 float tensor cost 10-28 ms on one CPU thread here, much of it page faults on fresh
+allocations rather than arithmetic). Hence c = 16 by default (motor_tcn_dim), and the implementation:
+
+* the pooled means are CSR products S @ E_all with a prebuilt S^T for the backward
+  (:class:`_SparseMatmul`), never the (n, L, d) gather;
+* x_0 is an index_select of E_all P whose backward is a CSR product (:class:`_GatherRows`);
+  (both for the whole catalogue on CPU / CUDA in float32 / float64; ``forward(idx)`` and other
+  devices or dtypes use embedding_bag and a plain gather, same values);
+* the cross layers and the output projection are one autograd function (:class:`_CrossTowerFn`) that
+  works on cache-sized row blocks, recomputes them in the backward instead of saving (n, F)
+  activations, and folds the scales into the (d x F) weights.
+
+Measured forward+backward per step, Baby size (n = 7050, L = 16, K = 256, d = 64, 2 layers, rank 8),
+one thread, ``benchmarks/tcn_speed.py``: before (gather design, c = d) mean 28 ms, agnostic 260 ms,
+specific 215 ms; now at c = 16 mean ~4 ms, agnostic ~35 ms, specific ~40 ms (c = d: ~120 ms).
 
 Initialisation (chosen so the backbone sees an ID table's scale at step 0, because the backbones'
 reg weights were tuned for xavier-uniform ID tables): token tables ~ U(-a sqrt(L), a sqrt(L)) with
 a = sqrt(6 / (n_items + d)), the xavier-uniform bound of the n_items x d ID table being replaced. The
 mean of an item's L token rows then has the per-coordinate std of that ID table (a / sqrt(3)) when its
-tokens differ. U_l, V_l: xavier-uniform; b_l = 0. The output projections W (and W_m, F) start at zero,
-so at initialisation e_i is exactly the pooled token mean; the crossing is learned from there
-(gradients reach W at once and U, V from the second step on). The fixed factors s = 1/sqrt(fan-in)
+tokens differ. P: xavier-uniform (about preserves the token scale). U_l, V_l: xavier-uniform; b_l = 0.
+The output projections W (and W_m, F) start at zero,
+so at initialisation e_i is exactly the pooled token mean (``specific``: the mean over modalities of
+the per-modality means); the crossing is learned from there
+(gradients reach W at once and P, U, V from the second step on). The fixed factors s = 1/sqrt(fan-in)
 keep the projections' learning speed near an ID row's: Adam moves every weight by about lr per step
 whatever its gradient's scale, so an unscaled (d x L d) projection would move an item vector by about
 lr * ||x_L||_1 per step, some 60x what an ID row moves at L d = 1024 (seen as a clear accuracy loss on
-the toy data); with s it moves about lr * sqrt(L d) * mean|x_L|, the same order as an ID row. All init draws use a private
-``torch.Generator`` (``seed``) so building the network does not disturb the global RNG.
+the toy data); with s it moves about lr * sqrt(F) * mean|x_L|, the same order as an ID row. All init
+draws use a private ``torch.Generator`` (``seed``) so building the network does not disturb the global RNG.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+import warnings
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as tnf
 from torch import nn
 
 VARIANTS = ("agnostic", "specific", "mean")
@@ -59,8 +97,68 @@ def id_table_init_bound(n_items: int, dim: int) -> float:
     return math.sqrt(6.0 / (n_items + dim))
 
 
+def resolve_cross_dim(cross_dim: Optional[int], dim: int) -> int:
+    """c from the ``motor_tcn_dim`` setting: None / 0 / >= d -> d (no projection), else the value."""
+    if cross_dim is None or int(cross_dim) == 0:
+        return int(dim)
+    if int(cross_dim) < 0:
+        raise ValueError(f"cross_dim (motor_tcn_dim) must be >= 0 (0 or null = the embedding dim), "
+                         f"got {cross_dim}")
+    return min(int(cross_dim), int(dim))
+
+
+def _csr_pair(rows: torch.Tensor, num_cols: int, value: float, dtype: torch.dtype
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A (len(rows) x num_cols) CSR matrix with ``value`` at row i's columns ``rows[i]`` (distinct),
+    and its transpose, also CSR (the backward of A @ X is A^T @ grad)."""
+    n, k = rows.shape
+    cols = rows.sort(dim=1).values.reshape(-1)
+    dev = rows.device
+    vals = torch.full((n * k,), float(value), dtype=dtype, device=dev)
+    crow = torch.arange(0, n * k + 1, k, device=dev) if k else torch.zeros(n + 1, dtype=torch.long, device=dev)
+    order = torch.argsort(cols, stable=True)
+    crow_t = torch.zeros(num_cols + 1, dtype=torch.long, device=dev)
+    crow_t[1:] = torch.cumsum(torch.bincount(cols, minlength=num_cols), 0)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta state"
+        warnings.simplefilter("ignore")
+        a = torch.sparse_csr_tensor(crow, cols, vals, (n, num_cols))
+        at = torch.sparse_csr_tensor(crow_t, order // max(k, 1), vals[order], (num_cols, n))
+    return a, at
+
+
+class _SparseMatmul(torch.autograd.Function):
+    """A @ X for a constant CSR A, with the backward A^T @ grad from a prebuilt CSR transpose (torch's
+    own backward of a sparse @ dense product transposes A every step and is 3x slower on CPU)."""
+
+    @staticmethod
+    def forward(ctx, x, a, at):
+        ctx.at = at
+        return a @ x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return ctx.at @ grad.contiguous(), None, None
+
+
+class _GatherRows(torch.autograd.Function):
+    """X[ids].view(n, -1) for flat ids (n*k,), with the backward A^T @ grad, A^T the CSR transpose of
+    the (n*k x rows) one-hot matrix (faster than index_select's scatter-add backward on CPU)."""
+
+    @staticmethod
+    def forward(ctx, x, ids, at, n):
+        ctx.at = at
+        return x.index_select(0, ids).view(n, -1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        g = grad.reshape(ctx.at.shape[1], -1).contiguous()
+        return ctx.at @ g, None, None, None
+
+
 class TokenEmbedding(nn.Module):
-    """Per-modality token tables and the item -> token-id buffer.
+    """Per-modality token tables, the item -> token-id buffer, and the sparse pooling/gather operators.
 
     Args:
         tokens: one int array per modality, shape (n, M_m), values in [0, K_m).
@@ -73,6 +171,8 @@ class TokenEmbedding(nn.Module):
     token t of sub-space s of modality m is stored as R_m + s*K_m + t, R_m = sum_{m'<m} M_m' K_m'.
     Parameters: ``tables[m]`` of shape (M_m * K_m, d).
     forward(idx=None) -> (n or len(idx), L, d) (one gather from the concatenated tables).
+    :meth:`pooled` and :meth:`gathered` are what the network uses: the token mean as a sparse product
+    and the flat token rows of any (R x c) table, both without the (n, L, d) tensor.
     """
 
     def __init__(self, tokens: Sequence, codebook_sizes: Sequence[int], dim: int, init_bound: float,
@@ -109,6 +209,8 @@ class TokenEmbedding(nn.Module):
         self.dim = dim
         self.num_items = n
         self.num_tokens = start
+        self.num_rows = row0
+        self._sparse: Dict = {}
 
     def modality(self, m: int, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Token embeddings of modality m: (n or len(idx), M_m, d)."""
@@ -118,12 +220,68 @@ class TokenEmbedding(nn.Module):
         return self.table()[ids]
 
     def table(self) -> torch.Tensor:
-        """All token tables stacked: (sum_m M_m K_m, d)."""
+        """All token tables stacked: E_all, (sum_m M_m K_m, d)."""
         return self.tables[0] if len(self.tables) == 1 else torch.cat(list(self.tables), dim=0)
 
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
         ids = self.token_ids if idx is None else self.token_ids[idx]
         return self.table()[ids]
+
+    # -- sparse operators (cached per device and dtype, rebuilt from token_ids) -----------------
+    def _ids(self, modality: Optional[int], idx: Optional[torch.Tensor]) -> torch.Tensor:
+        ids = self.token_ids if modality is None else self.token_ids[:, self.slices[modality]]
+        return ids if idx is None else ids[idx]
+
+    def _operator(self, kind: str, modality: Optional[int], dtype: torch.dtype):
+        """('pool' | 'gather', modality or None) -> cached (A, A^T) CSR pair (flat ids for 'gather')."""
+        ids = self.token_ids
+        stamp = (ids.data_ptr(), ids._version, ids.device, tuple(ids.shape))
+        if self._sparse.get("stamp") != stamp:
+            self._sparse = {"stamp": stamp}
+        key = (kind, modality, dtype)
+        op = self._sparse.get(key)
+        if op is None:
+            rows = self._ids(modality, None)
+            if kind == "pool":
+                op = _csr_pair(rows, self.num_rows, 1.0 / max(rows.shape[1], 1), dtype)
+            else:
+                flat = rows.reshape(-1).contiguous()
+                op = (flat, _csr_pair(flat.view(-1, 1), self.num_rows, 1.0, dtype)[1])
+            self._sparse[key] = op
+        return op
+
+    @staticmethod
+    def _sparse_ok(x: torch.Tensor) -> bool:
+        return x.device.type in ("cpu", "cuda") and x.dtype in (torch.float32, torch.float64)
+
+    def pooled(self, table: torch.Tensor, modality: Optional[int] = None,
+               idx: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """mean_j T_i[j] over all tokens (or modality m's): (n or len(idx), width of ``table``).
+
+        ``table`` is E_all (or any (R x w) tensor with the same rows). Whole catalogue: S @ table.
+        """
+        if idx is None and self._sparse_ok(table):
+            a, at = self._operator("pool", modality, table.dtype)
+            return _SparseMatmul.apply(table, a, at)
+        return tnf.embedding_bag(self._ids(modality, idx), table, mode="mean")
+
+    def gathered(self, table: torch.Tensor, modality: Optional[int] = None,
+                 idx: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """vec of each item's token rows of ``table`` (R x w): (n or len(idx), k w), k = L or M_m."""
+        if idx is None and self._sparse_ok(table):
+            flat, at = self._operator("gather", modality, table.dtype)
+            return _GatherRows.apply(table, flat, at, self.num_items)
+        ids = self._ids(modality, idx)
+        return table[ids].reshape(ids.shape[0], -1)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._sparse = {}
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state["_sparse"] = {}  # rebuilt on demand; never pickled or deep-copied
+        return state
 
 
 class LowRankCross(nn.Module):
@@ -144,28 +302,134 @@ class LowRankCross(nn.Module):
         return torch.addcmul(x, x0, torch.addmm(self.b, x @ self.V, self.U.t()))
 
 
-class CrossTower(nn.Module):
-    """n_layers cross layers over vec(T) in R^{L d}, then s (W x_L + c) + mean_j T[j] in R^d, s = 1/sqrt(L d).
+def _cross_chunk_rows(x0: torch.Tensor) -> int:
+    """Rows per block in :class:`_CrossTowerFn`: on CPU about 512 KB per (rows, F) block (so a block's
+    working set stays in a core's L2 cache; 512 rows at F = 256 measured best here), elsewhere all."""
+    if x0.device.type != "cpu":
+        return max(int(x0.shape[0]), 1)
+    return max(64, (1 << 17) // max(int(x0.shape[1]), 1))
 
-    Parameters: n_layers (2 L d r + L d) + L d^2 + d. forward(T: (n, L, d)) -> (n, d).
+
+class _CrossTowerFn(torch.autograd.Function):
+    """x_L @ Ws^T + base, x_L from the cross layers x_{l+1} = x0 * (U_l (V_l^T x_l) + b_l) + x_l.
+
+    Same values as autograd through :class:`LowRankCross` and a linear layer, computed so that the
+    (n, F) tensors are not streamed through memory a dozen times per step:
+
+    * the rows are processed in blocks (:func:`_cross_chunk_rows`) that stay in cache; nothing but x0
+      is saved, and the backward recomputes a block's layers before back-propagating through it
+      (the extra GEMMs are cheaper than the memory traffic and allocations they replace);
+    * U_l (V_l^T x_l) + b_l = [z_l, 1] [U_l, b_l]^T with z_l = V_l^T x_l: one GEMM writes it, and
+      [dU_l, db_l] = dy^T [z_l, 1] is one GEMM (no bias broadcast, no column sum);
+    * no scalar multiplies, dL/dx0 accumulated in place (addcmul_), dL/dx_l = g + (dy U_l) V_l^T
+      one in-place GEMM.
+
+    Inputs: x0 (n, F), base (n, d), Ws (d, F), rows per block, then (U, V, b) per layer (>= 1 layer).
+    """
+
+    @staticmethod
+    def _ubs(params):
+        """[U_l, b_l] per layer: (F, r + 1)."""
+        return [torch.cat([params[i], params[i + 2].unsqueeze(1)], dim=1) for i in range(0, len(params), 3)]
+
+    @staticmethod
+    def forward(ctx, x0, base, ws, rows, *params):
+        n, F = x0.shape
+        rows = max(1, min(int(rows), n))
+        ubs = _CrossTowerFn._ubs(params)
+        ones = x0.new_ones(rows, 1)
+        # block buffers, reused by every block (cache-resident, and no allocation per block)
+        y, bufs = x0.new_empty(rows, F), [x0.new_empty(rows, F), x0.new_empty(rows, F)]
+        out = torch.empty(base.shape, dtype=base.dtype, device=base.device)
+        for a in range(0, n, rows):
+            x0c = x0[a:a + rows]
+            m = x0c.shape[0]
+            x = x0c
+            for i, ub in enumerate(ubs):
+                z1 = torch.cat([x @ params[3 * i + 1], ones[:m]], dim=1)   # [z, 1]: (m, r + 1)
+                torch.mm(z1, ub.t(), out=y[:m])                             # U z + b
+                x = torch.addcmul(x, x0c, y[:m], out=bufs[i % 2][:m])
+            torch.addmm(base[a:a + rows], x, ws.t(), out=out[a:a + rows])
+        ctx.save_for_backward(x0, ws, *params)
+        ctx.rows = rows
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_out):
+        x0, ws, *params = ctx.saved_tensors
+        rows, k = ctx.rows, len(params) // 3
+        n, F = x0.shape
+        ubs = _CrossTowerFn._ubs(params)
+        ones = x0.new_ones(rows, 1)
+        g_out = g_out.contiguous()
+        gx0, gws = torch.empty_like(x0), torch.zeros_like(ws)
+        gubs = [torch.zeros_like(ub) for ub in ubs]
+        gvs = [torch.zeros_like(params[3 * i + 1]) for i in range(k)]
+        # block buffers: x_1..x_L, y_0..y_{L-1}, dL/dx, dL/dy, dL/dx0
+        xs = [x0.new_empty(rows, F) for _ in range(k)]
+        ys = [x0.new_empty(rows, F) for _ in range(k)]
+        g_buf, gy_buf, gx0_buf = x0.new_empty(rows, F), x0.new_empty(rows, F), x0.new_empty(rows, F)
+        for a in range(0, n, rows):
+            x0c = x0[a:a + rows]
+            m = x0c.shape[0]
+            inputs, z1s, x = [], [], x0c                         # recompute the block's layers
+            for i, ub in enumerate(ubs):
+                z1 = torch.cat([x @ params[3 * i + 1], ones[:m]], dim=1)
+                torch.mm(z1, ub.t(), out=ys[i][:m])
+                inputs.append(x)
+                z1s.append(z1)
+                x = torch.addcmul(x, x0c, ys[i][:m], out=xs[i][:m])
+            gc = g_out[a:a + rows]
+            gws.addmm_(gc.t(), x)                                # dL/dWs
+            g, gy, gx0c = g_buf[:m], gy_buf[:m], gx0_buf[:m]
+            torch.mm(gc, ws, out=g)                              # dL/dx_L
+            for i in reversed(range(k)):
+                y = ys[i][:m]
+                torch.mul(g, x0c, out=gy)                        # dL/dy
+                if i == k - 1:
+                    torch.mul(g, y, out=gx0c)
+                else:
+                    gx0c.addcmul_(g, y)
+                gz = gy @ params[3 * i]                          # dL/dz: (m, r)
+                gubs[i].addmm_(gy.t(), z1s[i])                   # [dL/dU, dL/db]
+                gvs[i].addmm_(inputs[i].t(), gz)                 # dL/dV
+                g.addmm_(gz, params[3 * i + 1].t())              # dL/dx_i = g (skip) + gz V^T
+            torch.add(gx0c, g, out=gx0[a:a + rows])              # x_0 is also layer 0's x
+        grads = []
+        for gub, gv in zip(gubs, gvs):
+            grads += [gub[:, :-1].contiguous(), gv, gub[:, -1].contiguous()]
+        return (gx0, g_out, gws, None, *grads)
+
+
+class CrossTower(nn.Module):
+    """n_layers cross layers over x_0 in R^{k c}, then s (W x_L + w) + pooled in R^d, s = 1/sqrt(k c).
+
+    Parameters: n_layers (2 k c r + k c) + k c d + d.
+    forward(x0: (n, k c), pooled: (n, d)) -> (n, d).
     """
 
     def __init__(self, num_tokens: int, dim: int, n_layers: int, rank: int,
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, cross_dim: Optional[int] = None):
         super().__init__()
-        F = num_tokens * dim
+        F = num_tokens * resolve_cross_dim(cross_dim, dim)
         self.layers = nn.ModuleList([LowRankCross(F, rank, generator) for _ in range(n_layers)])
         self.proj = nn.Linear(F, dim)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
         self.proj_scale = 1.0 / math.sqrt(F)
+        self.block_rows: Optional[int] = None  # rows per block of the cross computation; None = auto
 
-    def forward(self, T: torch.Tensor) -> torch.Tensor:
-        x0 = T.reshape(T.shape[0], -1)
-        x = x0
-        for layer in self.layers:
-            x = layer(x0, x)
-        return self.proj_scale * self.proj(x) + T.mean(dim=1)
+    def forward(self, x0: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        s = self.proj_scale
+        # s (W x + w) + pooled, with s folded into the (d x F) weight and the (d,) bias rather than
+        # applied to an (n, F) tensor
+        base, ws = pooled + s * self.proj.bias, s * self.proj.weight
+        if not self.layers:
+            return torch.addmm(base, x0, ws.t())
+        params = [p for layer in self.layers for p in (layer.U, layer.V, layer.b)]
+        rows = self.block_rows or _cross_chunk_rows(x0)
+        return _CrossTowerFn.apply(x0, base, ws, int(rows), *params)
 
 
 class TokenCrossNetwork(nn.Module):
@@ -181,6 +445,8 @@ class TokenCrossNetwork(nn.Module):
         init_bound: ID-table bound a; None -> sqrt(6 / (n_items + d)). Token tables use a * sqrt(L).
         seed: seed of the private init generator.
         modality_names: labels for reports.
+        cross_dim: c, the width of a token inside the cross towers (``motor_tcn_dim``); None, 0 or
+            >= d -> d (no projection). Ignored by ``'mean'``.
 
     forward(idx=None) -> (n_items, d) or (len(idx), d).
     """
@@ -188,7 +454,7 @@ class TokenCrossNetwork(nn.Module):
     def __init__(self, tokens: Sequence, codebook_sizes: Sequence[int], dim: int,
                  variant: str = "agnostic", n_layers: int = 2, rank: int = 8,
                  init_bound: Optional[float] = None, seed: int = 0,
-                 modality_names: Optional[Sequence[str]] = None):
+                 modality_names: Optional[Sequence[str]] = None, cross_dim: Optional[int] = 16):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown TCN variant {variant!r} (motor_tcn): expected one of "
@@ -199,19 +465,25 @@ class TokenCrossNetwork(nn.Module):
             raise ValueError(f"rank (motor_tcn_rank) must be >= 1, got {rank}")
         if int(dim) < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
+        c = resolve_cross_dim(cross_dim, dim)
         g = torch.Generator().manual_seed(int(seed))
         n_items = int(np.asarray(tokens[0]).shape[0])
         L = sum(int(np.asarray(t).shape[1]) for t in tokens)
         a = id_table_init_bound(n_items, dim) if init_bound is None else float(init_bound)
         self.variant, self.n_layers, self.rank, self.dim = variant, int(n_layers), int(rank), int(dim)
+        self.cross_dim = c
         self.modality_names = list(modality_names) if modality_names else [str(i) for i in range(len(tokens))]
         # nn.Linear's constructor draws from the global RNG (then we zero it): keep that state intact
         with torch.random.fork_rng(devices=[]):
             self.embedding = TokenEmbedding(tokens, codebook_sizes, dim, a * math.sqrt(L), g)
+            self.token_proj = None
+            if variant != "mean" and c < dim:
+                bound = math.sqrt(6.0 / (dim + c))
+                self.token_proj = nn.Parameter(torch.empty(dim, c).uniform_(-bound, bound, generator=g))
             if variant == "agnostic":
-                self.tower = CrossTower(L, dim, self.n_layers, self.rank, g)
+                self.tower = CrossTower(L, dim, self.n_layers, self.rank, g, cross_dim=c)
             elif variant == "specific":
-                self.towers = nn.ModuleList([CrossTower(M, dim, self.n_layers, self.rank, g)
+                self.towers = nn.ModuleList([CrossTower(M, dim, self.n_layers, self.rank, g, cross_dim=c)
                                              for M in self.embedding.num_subspaces])
                 self.fuse = nn.Linear(len(tokens) * dim, dim)
                 nn.init.zeros_(self.fuse.weight)
@@ -224,17 +496,20 @@ class TokenCrossNetwork(nn.Module):
 
     @staticmethod
     def expected_num_parameters(num_subspaces: Sequence[int], codebook_sizes: Sequence[int], dim: int,
-                                variant: str, n_layers: int, rank: int) -> int:
-        """The parameter-count formula of the module docstring."""
+                                variant: str, n_layers: int, rank: int,
+                                cross_dim: Optional[int] = None) -> int:
+        """The parameter-count formula of the module docstring (cross_dim None / 0 / >= d: c = d)."""
         d, r = dim, rank
+        c = resolve_cross_dim(cross_dim, d)
+        p = d * c if c < d else 0
         T = sum(M * K * d for M, K in zip(num_subspaces, codebook_sizes))
         L, P = sum(num_subspaces), len(num_subspaces)
         if variant == "mean":
             return T
         if variant == "agnostic":
-            return T + n_layers * (2 * L * d * r + L * d) + L * d * d + d
+            return T + p + n_layers * (2 * L * c * r + L * c) + L * c * d + d
         if variant == "specific":
-            return (T + sum(n_layers * (2 * M * d * r + M * d) + M * d * d + d for M in num_subspaces)
+            return (T + p + sum(n_layers * (2 * M * c * r + M * c) + M * c * d + d for M in num_subspaces)
                     + P * d * d + d)
         raise ValueError(f"unknown TCN variant {variant!r}")
 
@@ -245,15 +520,24 @@ class TokenCrossNetwork(nn.Module):
         return sum(p.numel() for p in self.parameters()) - self.token_table_params()
 
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
+        emb = self.embedding
+        table = emb.table()                                        # E_all (R, d)
         if self.variant == "mean":
-            return self.embedding(idx).mean(dim=1)
+            return emb.pooled(table, idx=idx)
+        compact = table if self.token_proj is None else table @ self.token_proj   # E_all P (R, c)
         if self.variant == "agnostic":
-            return self.tower(self.embedding(idx))
-        h = torch.stack([tower(self.embedding.modality(m, idx)) for m, tower in enumerate(self.towers)],
-                        dim=1)                                     # (n, P, d)
-        return self.fuse_scale * self.fuse(h.reshape(h.shape[0], -1)) + h.mean(dim=1)
+            return self.tower(emb.gathered(compact, idx=idx), emb.pooled(table, idx=idx))
+        hs = [tower(emb.gathered(compact, m, idx), emb.pooled(table, m, idx))
+              for m, tower in enumerate(self.towers)]              # P x (n, d)
+        h = torch.cat(hs, dim=1)                                   # (n, P d)
+        # s_F (F h + f) + mean_m h_m = h (s_F F + [I ... I] / P)^T + s_F f: the mean and the scale
+        # live in the (d x P d) weight, not in passes over h
+        s, P = self.fuse_scale, len(hs)
+        eye = torch.eye(self.dim, dtype=h.dtype, device=h.device).repeat(1, P) / P
+        return torch.addmm(s * self.fuse.bias, h, (s * self.fuse.weight + eye).t())
 
     def extra_repr(self) -> str:
         return (f"variant={self.variant}, n_items={self.num_items}, dim={self.dim}, "
+                f"cross_dim={self.cross_dim}, "
                 f"tokens_per_modality={dict(zip(self.modality_names, self.embedding.num_subspaces))}, "
                 f"codebook_sizes={self.embedding.codebook_sizes}, n_layers={self.n_layers}, rank={self.rank}")
