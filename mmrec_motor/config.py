@@ -20,7 +20,6 @@ code written for MMRec reads optional keys the same way.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import warnings
 from pathlib import Path
@@ -248,13 +247,3 @@ def grid(config: Config) -> List[Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
         value = config[name]
         options.append(value if isinstance(value, list) else [value])
     return [(names, combo) for combo in itertools.product(*options)]
-
-
-def get_setting(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """``config[key]`` or ``default`` when the key is missing or None."""
-    value = config[key] if key in config else None
-    return default if value is None else value
-
-
-def data_file(config: Mapping[str, Any], name: str) -> str:
-    return os.path.join(config["data_path"], config["dataset"], name)
