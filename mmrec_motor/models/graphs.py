@@ -98,3 +98,49 @@ def cached_graph(cache_dir: Optional[str], name_parts: Sequence, build, device) 
     torch.save(graph.cpu(), tmp)
     os.replace(tmp, path)
     return graph.to(device)
+
+
+def cosine_knn_edges(features: torch.Tensor, k: int, chunk: int = 2048):
+    """The k most cosine-similar items of every item (itself included) as weighted edges.
+
+    Returns ``(rows, cols, sims)``, each [I * k]: row i's neighbours are chosen ``chunk`` rows at a
+    time without gradient (memory chunk x I, never I x I), and ``sims`` are their cosine
+    similarities. When ``features`` requires grad, ``sims`` is recomputed from the gathered rows so
+    that it carries the gradient to ``features`` (extra memory I * k * D); otherwise the top-k
+    values are used as they are.
+    """
+    n = features.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"knn_k must be between 1 and the number of items ({n}), got {k}")
+    normed = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    with torch.no_grad():
+        flat = normed.detach()
+        best = [torch.topk(flat[s:s + chunk] @ flat.T, k, dim=1) for s in range(0, n, chunk)]
+    rows = torch.arange(n, device=features.device).repeat_interleave(k)
+    cols = torch.cat([b.indices for b in best]).reshape(-1)
+    if torch.is_grad_enabled() and features.requires_grad:
+        sims = (normed[rows] * normed[cols]).sum(dim=1)
+    else:
+        sims = torch.cat([b.values for b in best]).reshape(-1)
+    return rows, cols, sims
+
+
+def sym_normalize_edges(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor,
+                        n: int) -> torch.Tensor:
+    """Edge values of D^{-1/2} W D^{-1/2}, D = diag(row sums of W), for an [n, n] edge list W
+    (duplicate edges count as their sum; a zero row sum gives 0, as in MMRec). Differentiable."""
+    degree = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, rows, values)
+    inv_sqrt = degree.pow(-0.5)
+    inv_sqrt = torch.where(torch.isinf(inv_sqrt), torch.zeros_like(inv_sqrt), inv_sqrt)
+    return inv_sqrt[rows] * values * inv_sqrt[cols]
+
+
+def weighted_knn_graph(features: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """The cosine kNN item graph weighted by the similarities, symmetrically normalised by its row
+    sums (MMRec's ``build_knn_normalized_graph(..., 'sym')`` / LATTICE's original graph), sparse
+    [I, I]; built without gradient, chunk x I memory."""
+    with torch.no_grad():
+        rows, cols, sims = cosine_knn_edges(features, k, chunk)
+        n = features.shape[0]
+        values = sym_normalize_edges(rows, cols, sims, n)
+        return to_sparse_tensor(torch.stack([rows, cols]), values, (n, n))
