@@ -1,0 +1,140 @@
+"""LATTICE backbone: toy runs (ID and --motor), parameter count by hand, evaluation rebuilds the
+learned graph from the current parameters, the sparse graph equals the dense construction."""
+import json
+import math
+
+import pytest
+import torch
+
+from mmrec_motor.cli import main
+from mmrec_motor.config import Config
+from mmrec_motor.quick_start import build_model, count_parameters, load_data
+from mmrec_motor.trainer import build_optimizer
+
+MODEL = "LATTICE"
+PINNED = {"reg_weight": 1e-4, "learning_rate": 0.001}
+
+
+def make_config(tmp_path, run_dirs, motor=False, **extra):
+    values = {"data_path": str(tmp_path / "data"), "motor": motor, "seed": 999, **run_dirs, **PINNED,
+              **extra}
+    return Config(MODEL, "toy", values)
+
+
+def train_steps(model, config, data, steps=3):
+    optimizer = build_optimizer(config, model)
+    batch = torch.tensor([[0, 1, 2, 3], data.train.items[:4].tolist(), [5, 6, 7, 8]])
+    for step in range(steps):
+        if step == 0:
+            model.pre_epoch_processing()
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        assert torch.isfinite(loss)
+        loss.backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("motor", [False, True])
+def test_trains_two_epochs_on_toy(tmp_path, run_dirs, motor):
+    out = tmp_path / "r.json"
+    args = ["run", "-m", MODEL, "-d", "toy", "--epochs=2", f"--data_path={tmp_path / 'data'}",
+            f"--result_file={out}"] + [f"--{k}={v}" for k, v in {**run_dirs, **PINNED}.items()]
+    assert main(args + (["--motor"] if motor else [])) == 0
+    result = json.loads(out.read_text())
+    combo = result["combinations"][0]
+    assert len(result["combinations"]) == 1 and combo["parameters"] == {"seed": 999, **PINNED}
+    assert math.isfinite(combo["valid"]["recall@20"]) and math.isfinite(combo["test"]["recall@20"])
+    item = result["item_representation"]
+    assert item["kind"] == ("motor" if motor else "id")
+    assert item["id_table_params"] == 300 * 64
+    if not motor:
+        assert item["params"] == 300 * 64
+
+
+def test_parameter_count_by_hand(tmp_path, run_dirs):
+    config = make_config(tmp_path, run_dirs)
+    data = load_data(config)
+    model, item = build_model(config, data)
+    U, I, d, f, Dv, Dt = data.n_users, data.n_items, 64, 64, 64, 32
+    # user + item tables, the raw feature tables (trainable), the two projections, modal_weight [2]
+    # (cf_model lightgcn has no layer weights)
+    expected = U * d + I * d + I * Dv + I * Dt + (Dv * f + f) + (Dt * f + f) + 2
+    assert count_parameters(model) == {"total": expected, "trainable": expected}
+    assert item["id_table_params"] == I * d
+
+    mmodel, mitem = build_model(make_config(tmp_path, run_dirs, motor=True), data)
+    extra = mitem["motor"]["extra_params"]
+    assert extra == 0
+    assert count_parameters(mmodel)["total"] == expected - mitem["id_table_params"] + mitem["params"] + extra
+    assert mmodel.item_id_embedding.weight.shape == (I, d)
+
+
+def test_parameter_count_ngcf(tmp_path, run_dirs):
+    config = make_config(tmp_path, run_dirs, cf_model="ngcf")
+    data = load_data(config)
+    model, _ = build_model(config, data)
+    U, I, d, f, Dv, Dt = data.n_users, data.n_items, 64, 64, 64, 32
+    layers = 2 * 2 * (d * d + d)                # GC and Bi linear layers for weight_size [64, 64]
+    expected = U * d + I * d + I * Dv + I * Dt + (Dv * f + f) + (Dt * f + f) + 2 + layers
+    assert count_parameters(model)["total"] == expected
+
+
+@pytest.mark.parametrize("motor", [False, True])
+def test_evaluation_uses_current_parameters(tmp_path, run_dirs, motor):
+    config = make_config(tmp_path, run_dirs, motor=motor)
+    data = load_data(config)
+    model, _ = build_model(config, data)
+    train_steps(model, config, data)
+    model.eval()
+    users = torch.arange(10)
+    with torch.no_grad():
+        before = model.full_sort_predict((users,))
+        assert before.shape == (10, data.n_items) and torch.isfinite(before).all()
+        model.user_embedding.weight.add_(0.1)
+        after_user = model.full_sort_predict((users,))
+        # the learned graph is rebuilt from the current projection at evaluation
+        model.image_trs.weight.mul_(-1.0)
+        after_graph = model.full_sort_predict((users,))
+    assert not torch.allclose(before, after_user)
+    assert not torch.allclose(after_user, after_graph)
+
+
+def test_learned_graph_matches_the_dense_construction(tmp_path, run_dirs):
+    config = make_config(tmp_path, run_dirs)
+    data = load_data(config)
+    model, _ = build_model(config, data)
+
+    def dense_knn(x, k):
+        unit = x / x.norm(dim=1, keepdim=True)
+        sims = unit @ unit.T
+        values, index = sims.topk(k, dim=-1)
+        return torch.zeros_like(sims).scatter_(-1, index, values)
+
+    def sym(a):
+        inv = a.sum(-1).pow(-0.5)
+        return inv[:, None] * a * inv[None]
+
+    k, lam = model.knn_k, model.lambda_coeff
+    w = torch.softmax(model.modal_weight, 0)
+    image = model.image_trs(model.image_embedding.weight)
+    text = model.text_trs(model.text_embedding.weight)
+    reference = ((1 - lam) * sym(w[0] * dense_knn(image, k) + w[1] * dense_knn(text, k))
+                 + lam * (w[0] * sym(dense_knn(model.v_feat, k)) + w[1] * sym(dense_knn(model.t_feat, k))))
+    graph = model.build_graph()
+    assert graph.is_sparse and graph._nnz() <= 4 * data.n_items * k
+    assert torch.allclose(graph.to_dense(), reference, atol=1e-6)
+    # the gradient reaches modal_weight and the projections through the sparse graph
+    torch.sparse.mm(graph, model.item_id_embedding.weight).sum().backward()
+    assert model.modal_weight.grad.abs().sum() > 0 and model.text_trs.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cf_model", ["mf", "ngcf"])
+def test_other_cf_models_and_one_modality(tmp_path, run_dirs, cf_model):
+    config = make_config(tmp_path, run_dirs, cf_model=cf_model, text_feature_file="absent.npy")
+    data = load_data(config)
+    model, _ = build_model(config, data)
+    assert model.t_feat is None and not hasattr(model, "text_trs")
+    train_steps(model, config, data, steps=2)
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model.full_sort_predict((torch.arange(5),))).all()
