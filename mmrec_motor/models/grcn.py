@@ -1,0 +1,153 @@
+"""GRCN (Wei et al., "Graph-Refined Convolutional Network for Multimedia Recommendation with Implicit
+Feedback", ACM MM 2020).
+
+Graph: the N = U + I nodes with every training interaction as two directed edges (u -> U+i and
+U+i -> u). Per modality m (features v_m [I, D_m], C = ``latent_embedding``):
+  * content: f_i = normalize(leaky_relu(W_m v_i + b)) [I, C]; user prototypes p_u = normalize(P_m[u]),
+    P_m [U, C] trainable. Routing, ``n_layers`` times: a_ui = softmax over u's items of <p_u, f_i>,
+    p_u <- normalize(p_u + sum_i a_ui f_i).
+  * graph refining: x = [p; f]; for each directed edge j -> n, alpha^m_{jn} = softmax over n's
+    incoming edges of <x_n, x_j>; the content representation is c^m = x + (sum_j alpha^m_{jn} x_j)_n.
+Edge weights (``confid`` mode, pruning): w_{jn} = relu(max_m alpha^m_{jn} * k_{j,m}), K [N, M] the
+trainable per-node modality confidences (M modalities).
+ID graph (``id_gcn``): e = normalize(E), E [N, d] = ``id_gcn.id_embedding`` (users rows [0, U), items
+[U, N)); h1 = W e, h2 = W h1 with W the weighted adjacency (W[n, j] = w_{jn}); id = e + h1 + h2.
+Representation: [id || c^1 || ... || c^M] (d + M C dims); score(u, i) = <r_u, r_{U+i}>.
+Loss: BPR -mean log sigmoid(s(u, i+) - s(u, i-)) + reg_weight * (mean E[u]^2 + mean E[U+i]^2 over the
+batch rows + sum_m mean P_m[u]^2 over the batch users + mean P_image^2 over all users) (the last
+term as in MMRec, which adds it for the image modality only).
+
+All graph operations are per-edge gathers, a segment softmax (scatter max / index_add) and
+torch.sparse.mm with the edge weights as values, which carries gradients to them (MMRec uses
+torch_geometric's message passing). Differences from MMRec's port:
+  * routing: MMRec's edge list points user -> item, so its routing messages reach the items and the
+    user rows it reads back are zero (the prototypes never move). Here the messages go item -> user as
+    in the paper's routing.
+  * MMRec's edge dropout has rate 0 (a no-op) and is omitted; text-only data works (MMRec's t-only
+    branch stores its content under a misspelt name and fails).
+  * ``full_sort_predict`` recomputes the representations with the current parameters.
+MOTOR replaces the item rows of ``id_gcn.id_embedding`` (JointTableAdapter); it is read once per forward.
+"""
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmrec_motor.models.common import GeneralRecommender
+
+
+def segment_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:
+    """Softmax of ``scores`` [E] within each group of equal ``segments`` [E] (values < n_segments)."""
+    top = torch.full((n_segments,), float("-inf"), device=scores.device, dtype=scores.dtype)
+    top = top.scatter_reduce(0, segments, scores.detach(), reduce="amax", include_self=True)
+    exp = torch.exp(scores - top[segments])
+    total = torch.zeros(n_segments, device=scores.device, dtype=scores.dtype).index_add(0, segments, exp)
+    return exp / total[segments]
+
+
+def _weighted(dst: torch.Tensor, src: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
+    """Sparse [size] matrix with M[dst, src] = values; (dst, src) must be sorted and distinct."""
+    return torch.sparse_coo_tensor(torch.stack([dst, src]), values, size, is_coalesced=True,
+                                   check_invariants=False)
+
+
+class _EGCN(nn.Module):
+    """The ID graph: the joint table E [U+I, d] propagated twice over the refined, weighted graph."""
+
+    def __init__(self, n_nodes: int, dim: int):
+        super().__init__()
+        self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_nodes, dim)))
+
+    def forward(self, adj: torch.Tensor):
+        ids = self.id_embedding
+        x = F.normalize(ids)
+        h1 = torch.sparse.mm(adj, x)
+        h2 = torch.sparse.mm(adj, h1)
+        return x + h1 + h2, ids
+
+
+class _CGCN(nn.Module):
+    """One modality's content graph: user prototypes routed over their items, then one attention layer."""
+
+    def __init__(self, n_users: int, feat_dim: int, dim: int, n_routing: int):
+        super().__init__()
+        self.n_users, self.n_routing = n_users, n_routing
+        self.preference = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_users, dim)))
+        self.MLP = nn.Linear(feat_dim, dim)
+        nn.init.xavier_normal_(self.MLP.weight)
+
+    def forward(self, features: torch.Tensor, graph):
+        src, dst, n_user_edges = graph
+        n_nodes = self.n_users + features.shape[0]
+        items = F.normalize(F.leaky_relu(self.MLP(features)))
+        prefs = F.normalize(self.preference)
+        # the first n_user_edges edges are item -> user, sorted by (user, item)
+        users, item_ids = dst[:n_user_edges], src[:n_user_edges] - self.n_users
+        for _ in range(self.n_routing):
+            att = segment_softmax((prefs[users] * items[item_ids]).sum(1), users, self.n_users)
+            routed = torch.sparse.mm(_weighted(users, item_ids, att, (self.n_users, features.shape[0])), items)
+            prefs = F.normalize(prefs + routed)
+        x = torch.cat([prefs, items], dim=0)
+        alpha = segment_softmax((x[dst] * x[src]).sum(1), dst, n_nodes)
+        return x + torch.sparse.mm(_weighted(dst, src, alpha, (n_nodes, n_nodes)), x), alpha
+
+
+class GRCN(GeneralRecommender):
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_dim = config["embedding_size"]
+        self.latent_dim = config["latent_embedding"]
+        self.n_routing = config["n_layers"]
+        self.reg_weight = config["reg_weight"]
+        n_nodes = self.n_users + self.n_items
+
+        inter = dataset.inter_matrix(form="coo")
+        users = inter.row.astype(np.int64)
+        items = inter.col.astype(np.int64) + self.n_users
+        src = np.concatenate([items, users])
+        dst = np.concatenate([users, items])
+        order = np.lexsort((src, dst))         # by destination, then source: a coalesced layout
+        self.src = torch.from_numpy(src[order]).to(self.device)
+        self.dst = torch.from_numpy(dst[order]).to(self.device)
+        self.n_user_edges = len(users)         # destinations < U come first: the item -> user edges
+
+        self.id_gcn = _EGCN(n_nodes, self.embedding_dim)
+        self.modalities = []
+        if self.v_feat is not None:
+            self.v_gcn = _CGCN(self.n_users, self.v_feat.shape[1], self.latent_dim, self.n_routing)
+            self.modalities.append(("v_gcn", "v_feat"))
+        if self.t_feat is not None:
+            self.t_gcn = _CGCN(self.n_users, self.t_feat.shape[1], self.latent_dim, self.n_routing)
+            self.modalities.append(("t_gcn", "t_feat"))
+        self.model_specific_conf = nn.Parameter(
+            nn.init.xavier_normal_(torch.empty(n_nodes, len(self.modalities))))
+
+    def forward(self):
+        """(representations [U+I, d + M C], the ID table read for this forward)."""
+        graph = (self.src, self.dst, self.n_user_edges)
+        contents, alphas = [], []
+        for gcn, feat in self.modalities:
+            content, alpha = getattr(self, gcn)(getattr(self, feat), graph)
+            contents.append(content)
+            alphas.append(alpha)
+        confidence = self.model_specific_conf[self.src]                       # [2E, M], per source node
+        weight = torch.relu((torch.stack(alphas, dim=1) * confidence).max(dim=1).values)
+        n = self.n_users + self.n_items
+        id_rep, ids = self.id_gcn(_weighted(self.dst, self.src, weight, (n, n)))
+        return torch.cat([id_rep] + contents, dim=1), ids
+
+    def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
+        users, pos, neg = interaction[0], interaction[1] + self.n_users, interaction[2] + self.n_users
+        out, ids = self.forward()
+        u = out[users]
+        loss = -F.logsigmoid((u * out[pos]).sum(1) - (u * out[neg]).sum(1)).mean()
+        reg = ids[users].pow(2).mean() + torch.cat([ids[pos], ids[neg]]).pow(2).mean()
+        for gcn, _ in self.modalities:
+            reg = reg + getattr(self, gcn).preference[users].pow(2).mean()
+        if self.v_feat is not None:
+            reg = reg + self.v_gcn.preference.pow(2).mean()
+        return loss + self.reg_weight * reg
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        out, _ = self.forward()
+        return out[interaction[0]] @ out[self.n_users:].T
