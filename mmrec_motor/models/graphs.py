@@ -144,3 +144,46 @@ def weighted_knn_graph(features: torch.Tensor, k: int, chunk: int = 2048) -> tor
         n = features.shape[0]
         values = sym_normalize_edges(rows, cols, sims, n)
         return to_sparse_tensor(torch.stack([rows, cols]), values, (n, n))
+
+
+def cooccurrence_topk_graph(inter: sp.spmatrix, k: int, weighting: str = "softmax",
+                            chunk: int = 4096) -> torch.Tensor:
+    """The top-k co-occurrence graph of the rows of a binary matrix R (e.g. users of the interactions),
+    sparse [n, n] with n = R's rows (DualGNN/DRAGON's user-user graph).
+
+    C = R R^T without its diagonal (C[u, v] = the number of columns u and v share). Row u keeps its
+    (at most) k largest entries (ties: the lower column index first); the kept values become, per row,
+    ``'softmax'``: softmax of the counts over the kept neighbours, or ``'mean'``: 1 / (kept count).
+    A row without co-occurrences stays empty. Built with scipy ``chunk`` rows at a time.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if weighting not in ("softmax", "mean"):
+        raise ValueError(f"weighting must be 'softmax' or 'mean', got {weighting!r}")
+    binary = sp.csr_matrix(inter, dtype=np.float32, copy=True)
+    binary.data[:] = 1.0
+    n = binary.shape[0]
+    transposed = binary.T.tocsr()
+    rows, cols, counts = [], [], []
+    for start in range(0, n, chunk):
+        block = (binary[start:start + chunk] @ transposed).tocoo()
+        r, c, v = block.row.astype(np.int64) + start, block.col.astype(np.int64), block.data
+        off_diagonal = r != c
+        r, c, v = r[off_diagonal], c[off_diagonal], v[off_diagonal]
+        order = np.lexsort((c, -v, r))          # by row, then count descending, then column
+        r, c, v = r[order], c[order], v[order]
+        rank = np.arange(len(r)) - np.searchsorted(r, r, side="left")
+        kept = rank < k
+        rows.append(r[kept])
+        cols.append(c[kept])
+        counts.append(v[kept])
+    r, c, v = (np.concatenate(x) if x else np.zeros(0) for x in (rows, cols, counts))
+    r, c = torch.from_numpy(r.astype(np.int64)), torch.from_numpy(c.astype(np.int64))
+    v = torch.from_numpy(v.astype(np.float32))
+    if weighting == "softmax":
+        top = torch.full((n,), float("-inf")).scatter_reduce(0, r, v, reduce="amax", include_self=True)
+        weights = torch.exp(v - top[r])
+    else:
+        weights = torch.ones_like(v)
+    total = torch.zeros(n).index_add(0, r, weights)
+    return to_sparse_tensor(torch.stack([r, c]), weights / total[r], (n, n))
