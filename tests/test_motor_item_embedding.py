@@ -134,3 +134,32 @@ def test_to_device_and_dtype_invalidates():
     emb.to(torch.float64)
     w64 = emb.weight
     assert w32.dtype == torch.float32 and w64.dtype == torch.float64 and emb.n_computations == 2
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda p: torch.optim.Adam(p, lr=0.1, fused=True),
+    lambda p: torch.optim.AdamW(p, lr=0.1, fused=True),
+    lambda p: torch.optim.SGD(p, lr=0.1, fused=True),
+    lambda p: torch.optim.Adam(p, lr=0.1, foreach=True),
+])
+def test_evaluation_after_any_optimizer_step_is_fresh(users, optimizer):
+    """Fused optimizers update parameters without bumping their _version: the cache must still miss."""
+    emb = make()
+    opt = optimizer(list(emb.parameters()))
+    with torch.no_grad():
+        before = emb.weight.clone()
+    backbone_loss(emb, users).backward()
+    opt.step()
+    with torch.no_grad():
+        after = emb.weight
+        torch.testing.assert_close(after, emb.tcn())
+    assert not torch.allclose(before, after)
+
+
+def test_eval_and_train_switches_drop_the_cache():
+    emb = make()
+    with torch.no_grad():
+        emb.weight
+        emb.eval()
+        emb.weight
+    assert emb.n_computations == 2

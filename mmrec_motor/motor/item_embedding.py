@@ -8,8 +8,10 @@ Caching. Backbones read ``.weight`` 2-4 times per forward (FREEDOM 2, MGCN 3, SM
 runs once and the result is reused while all of the following hold:
 
 * the key is unchanged: for every parameter and buffer (identity, ``_version``, data pointer,
-  device, dtype), plus ``self.training``, ``torch.is_grad_enabled()`` and inference mode. An
-  ``optimizer.step()``, ``load_state_dict`` or ``.to()`` changes the key;
+  device, dtype), the global count of optimizer steps (a post-step hook on every torch optimizer:
+  fused optimizers do not bump ``_version``), plus ``self.training``, ``torch.is_grad_enabled()`` and
+  inference mode. An ``optimizer.step()``, ``load_state_dict`` or ``.to()`` changes the key;
+  ``train()``/``eval()`` drop the cache;
 * the cached tensor has not been modified in place (its own ``_version``);
 * (grad mode) no backward pass has gone through it: a hook on the cached tensor drops it as soon as
   its gradient is computed, because ``backward()`` frees the graph behind it. So two
@@ -29,8 +31,22 @@ from typing import Optional, Tuple
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .tcn import TokenCrossNetwork
+
+
+# Every optimizer step anywhere bumps this counter, which is part of the cache key. Parameter
+# ``_version`` counters alone are not enough: torch's fused Adam/AdamW/SGD update parameters in place
+# without bumping them (seen with torch 2.13), which left evaluation reading a stale table.
+_OPTIMIZER_STEPS = [0]
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:
+    _OPTIMIZER_STEPS[0] += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 def _make_invalidation_hook(module_ref, tensor_ref):
@@ -66,7 +82,7 @@ class MotorItemEmbedding(nn.Module):
     def _key(self) -> Tuple:
         state = tuple((id(t), t._version, t.data_ptr(), t.device, t.dtype)
                       for t in list(self.parameters()) + list(self.buffers()))
-        return (state, self.training, torch.is_inference_mode_enabled())
+        return (state, _OPTIMIZER_STEPS[0], self.training, torch.is_inference_mode_enabled())
 
     def _lookup(self, grad_mode: bool, key) -> Optional[torch.Tensor]:
         slot = self._slots.get(grad_mode)
@@ -117,6 +133,12 @@ class MotorItemEmbedding(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Rows of the table: ``weight[idx]`` (idx: LongTensor of any shape) -> idx.shape + (d,)."""
         return self.weight[idx]
+
+    def train(self, mode: bool = True):
+        # model.train() / model.eval() start a new phase (an epoch, an evaluation): never carry a
+        # table across it, whatever changed the parameters in between.
+        self._slots = {}
+        return super().train(mode)
 
     def _apply(self, fn, *args, **kwargs):
         self._slots = {}
