@@ -208,7 +208,8 @@ class SLMRec(GeneralRecommender):
             views.append(self._propagate(view_inputs, dropout=dropout))
         item_rows = items + self.n_users
         loss = 0.0
-        for rows, layer in ((users, self.embedding_user_after_GCN), (item_rows, self.embedding_item_after_GCN)):
+        sides = ((users, self.embedding_user_after_GCN), (item_rows, self.embedding_item_after_GCN))
+        for rows, layer in sides:
             a, b = (F.normalize(self._fuse(view, rows, layer), dim=1) for view in views)
             loss = loss + _in_batch_nce(a, b, self.ssl_temp)
         return loss
