@@ -2,6 +2,10 @@
 
     mmrec-motor run -m MODEL -d DATASET [--motor] [--key=value ...]     train and evaluate (main.py)
     mmrec-motor tokenize -d DATASET [--neighbours N] [--key=value ...]  MOTOR's tokens and statistics
+    mmrec-motor bench -m M1,M2 -d D1,D2 --seeds S1,S2 [--variants id,motor] [--key=value ...] --out DIR
+        one run per model x dataset x variant x seed (resumable), then DIR/results.csv, DIR/summary.md
+    mmrec-motor report DIR
+        rebuild DIR/results.csv and DIR/summary.md from the run JSONs in DIR/runs
 
 Every ``--key=value`` overrides that config key, the value parsed as YAML (``--epochs=5``,
 ``--seed=[1,2,3]``, ``--use_gpu=False``); ``--motor`` alone means ``--motor=True``.
@@ -52,7 +56,44 @@ def _tokenize(argv: List[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "tokenize": _tokenize}
+def _bench(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mmrec-motor bench", allow_abbrev=False,
+                                     description="ID vs MOTOR over models x datasets x seeds (resumable).")
+    parser.add_argument("-m", "--models", required=True, help="comma-separated backbones")
+    parser.add_argument("-d", "--datasets", required=True, help="comma-separated datasets")
+    parser.add_argument("--seeds", default="999", help="comma-separated seeds (default 999)")
+    parser.add_argument("--variants", default="id,motor", help="id, motor or id,motor (default)")
+    parser.add_argument("--out", required=True, help="the bench folder (runs, logs, reports)")
+    args, rest = parser.parse_known_args(argv)
+    from mmrec_motor import benchmark
+
+    overrides = parse_overrides(rest)
+    benchmark.check_overrides(overrides)
+    models, datasets = benchmark.split_list(args.models, "-m"), benchmark.split_list(args.datasets, "-d")
+    variants, seeds = benchmark.parse_variants(args.variants), benchmark.parse_seeds(args.seeds)
+    benchmark.record_bench(args.out, benchmark.bench_command(argv), models, datasets, variants, seeds, overrides)
+    outcome = benchmark.run_bench(benchmark.plan(models, datasets, variants, seeds), args.out, overrides)
+    paths = benchmark.write_reports(args.out)
+    print(f"{len(outcome['ran'])} run(s) done, {len(outcome['skipped'])} skipped (already done), "
+          f"{len(outcome['failed'])} failed; reports: {paths['csv']}, {paths['summary']}", file=sys.stderr)
+    for name, message in outcome["failed"].items():
+        print(f"FAILED {name}: {message.splitlines()[0]}", file=sys.stderr)
+    return 1 if outcome["failed"] else 0
+
+
+def _report(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mmrec-motor report",
+                                     description="Rebuild results.csv and summary.md of a bench folder.")
+    parser.add_argument("out", help="the bench folder (its runs/ holds the run JSONs)")
+    args = parser.parse_args(argv)
+    from mmrec_motor.benchmark import write_reports
+
+    paths = write_reports(args.out)
+    print(f"wrote {paths['csv']} and {paths['summary']}")
+    return 0
+
+
+COMMANDS = {"run": _run, "tokenize": _tokenize, "bench": _bench, "report": _report}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
