@@ -129,8 +129,11 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
                         f"first data rows {[b + 2 for b in bad]} (line numbers)")
     for column in (uid, iid, label):
         if not pd.api.types.is_integer_dtype(df[column]):
+            numeric = pd.to_numeric(df[column], errors="coerce")
+            bad = numeric.isna() | (numeric % 1 != 0)
+            row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
             raise DataError(f"{path}: column {column} must hold integers, found {df[column].dtype} "
-                            f"(first value {df[column].iloc[0]!r})")
+                            f"(value {str(df[column].iloc[row])!r} at line {row + 2})")
     users = df[uid].to_numpy(np.int64)
     items = df[iid].to_numpy(np.int64)
     labels = df[label].to_numpy(np.int64)
@@ -167,10 +170,18 @@ def load_feature(config: Mapping[str, Any], key: str, n_items: int) -> Optional[
     path = os.path.join(dataset_dir(config), name)
     if not os.path.isfile(path):
         return None
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path} ({key}): the file is empty (0 bytes); expected a .npy array of shape "
+                        f"(n_items={n_items}, dim)")
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} ({key}): not a readable .npy array (empty or truncated?): {exc}") from exc
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+        hint = ("object arrays (dtype=object) are not accepted: save a numeric array"
+                if "allow_pickle" in str(exc) else "truncated, or not a .npy file?")
+        raise DataError(f"{path} ({key}): not a readable .npy array ({hint}): {exc}") from exc
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path} ({key}): holds a {type(array).__name__}, expected a .npy array of shape "
+                        f"(n_items={n_items}, dim) (an .npz archive?)")
     if array.ndim != 2:
         raise DataError(f"{path} ({key}): expected a 2-D array (n_items={n_items}, dim), "
                         f"got shape {array.shape}")

@@ -148,7 +148,14 @@ def load_modalities(config, n_items: Optional[int] = None,
             tried.append(f"{m}: {path} (missing)")
             warnings.warn(f"MOTOR: modality {m!r} skipped: feature file {path} not found", stacklevel=3)
             continue
-        feats = np.load(path, allow_pickle=False)
+        try:
+            feats = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"feature file {path} ({key}): not a readable .npy array (empty, truncated, "
+                             f"an object array, or not a .npy file): {e}") from e
+        if not isinstance(feats, np.ndarray):
+            raise ValueError(f"feature file {path} ({key}): holds a {type(feats).__name__}, expected a "
+                             f".npy array (n_items, dim)")
         if feats.ndim != 2:
             raise ValueError(f"feature file {path}: expected a 2-D array (n_items, dim), got shape "
                              f"{feats.shape}")

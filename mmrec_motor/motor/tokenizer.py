@@ -98,19 +98,20 @@ class TokenizerParams:
         for name in ("num_subspaces", "nbits", "seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
+                key = "motor_seed or seed" if name == "seed" else f"motor_{name}"
+                raise ValueError(f"{name} ({key}) must be an integer, got {v!r}")
             object.__setattr__(self, name, int(v))
         if not MIN_NBITS <= self.nbits <= MAX_NBITS:
             raise ValueError(f"nbits={self.nbits} is out of range: expected {MIN_NBITS} <= nbits <= "
-                             f"{MAX_NBITS} (K = 2**nbits codewords per sub-space)")
+                             f"{MAX_NBITS} (K = 2**nbits codewords per sub-space; config key motor_nbits)")
         if self.num_subspaces < 1:
-            raise ValueError(f"num_subspaces (M) must be >= 1, got {self.num_subspaces}")
+            raise ValueError(f"num_subspaces (M) must be >= 1, got {self.num_subspaces} (motor_num_subspaces)")
         for name in ("pca_dim", "max_train_items"):
             v = getattr(self, name)
             if v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"{name} must be None or a non-negative integer, got {v!r}")
+                raise ValueError(f"{name} (motor_{name}) must be None or a non-negative integer, got {v!r}")
             object.__setattr__(self, name, int(v) if v else None)
 
     @property
