@@ -19,9 +19,12 @@ from typing import List, Optional
 
 from mmrec_motor.config import Config, ConfigError, available_datasets, available_models, parse_overrides
 from mmrec_motor.data.dataset import DataError
+from mmrec_motor.resources import ResourceError
 from mmrec_motor.trainer import TrainingError
 
-USER_ERRORS = (ConfigError, DataError, TrainingError, ValueError, FileNotFoundError)
+# Problems the user can fix; each message names the file or key and what was expected. They exit 2
+# with "error: ..." on stderr and no traceback.
+USER_ERRORS = (ConfigError, DataError, TrainingError, ResourceError, ValueError, FileNotFoundError)
 
 
 def _run(argv: List[str]) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mmrec_motor.data.dataset import PairSet, RecData, Split
+from mmrec_motor.resources import ensure_fits
 
 
 def metric_curves(hits: np.ndarray, pos_len: np.ndarray) -> Dict[str, np.ndarray]:
@@ -83,9 +84,18 @@ class TopKEvaluator:
         self.metrics, self.topk = [m.lower() for m in metrics], list(topk)
         self.max_k = max(self.topk)
         if self.max_k > data.n_items:
-            raise ValueError(f"topk {self.max_k} exceeds the number of items ({data.n_items})")
+            raise ValueError(f"config key 'topk': {self.max_k} exceeds the number of items "
+                             f"({data.n_items}); use cut-offs <= {data.n_items}")
         self.device = device
         self.users = np.unique(split.users)
+        rows = min(batch_size, len(self.users))
+        row_bytes = data.n_items * torch.finfo(torch.float32).bits // 8
+        ensure_fits(rows * row_bytes, device,
+                    f"the evaluation score matrix ({rows} users x {data.n_items} items, float32)",
+                    lambda free: f"lower eval_batch_size (now {batch_size}) to at most {free // row_bytes}, "
+                                 f"e.g. --eval_batch_size={max(1, free // row_bytes // 2)}"
+                    if free >= row_bytes else "not even one user's row fits: free memory or use another "
+                                              "device (use_gpu / gpu_id)")
         self.relevant = PairSet(split.users, split.items, data.n_items)
         self.pos_len = np.bincount(self.relevant.keys // data.n_items, minlength=data.n_users)[self.users]
         train = data.train_matrix()

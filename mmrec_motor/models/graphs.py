@@ -10,6 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mmrec_motor.resources import ensure_fits, rows_that_fit
+
 
 def to_sparse_tensor(indices: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
     """A coalesced COO sparse float tensor."""
@@ -43,6 +45,18 @@ def bipartite_edge_norm(users: torch.Tensor, items: torch.Tensor, n_users: int,
     return user_deg[users].pow(-0.5) * item_deg[items].pow(-0.5)
 
 
+def similarity_chunk(n: int, chunk: int, device, dtype=torch.float32) -> int:
+    """Rows per block of an ``[rows, n]`` similarity matrix: ``chunk``, or fewer when that block would
+    not fit in half the memory available on ``device`` (resources.rows_that_fit); raises
+    ResourceError when not even one row fits."""
+    row_bytes = n * torch.empty((), dtype=dtype).element_size()
+    rows = rows_that_fit(row_bytes, max(1, min(chunk, n)), device, share=0.5)
+    ensure_fits(rows * row_bytes, device, f"a block of the item-item similarity matrix ({rows} x {n}, "
+                f"{dtype})", "the kNN item graph cannot be built on this device: free memory, or run "
+                "on a device with more (use_gpu / gpu_id)")
+    return rows
+
+
 def knn_graph(features: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     """The normalised kNN graph of the items by cosine similarity of their features.
 
@@ -55,6 +69,7 @@ def knn_graph(features: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor
     if not 1 <= k <= n:
         raise ValueError(f"knn_k must be between 1 and the number of items ({n}), got {k}")
     normed = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    chunk = similarity_chunk(n, chunk, features.device, features.dtype)
     neighbours = torch.cat([torch.topk(normed[s:s + chunk] @ normed.T, k, dim=1).indices
                             for s in range(0, n, chunk)])
     rows = torch.arange(n, device=features.device).repeat_interleave(k)
@@ -113,6 +128,7 @@ def cosine_knn_edges(features: torch.Tensor, k: int, chunk: int = 2048):
     if not 1 <= k <= n:
         raise ValueError(f"knn_k must be between 1 and the number of items ({n}), got {k}")
     normed = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    chunk = similarity_chunk(n, chunk, features.device, features.dtype)
     with torch.no_grad():
         flat = normed.detach()
         best = [torch.topk(flat[s:s + chunk] @ flat.T, k, dim=1) for s in range(0, n, chunk)]
