@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.data.toy import ensure_toy
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
 from mmrec_motor.models import get_model
-from mmrec_motor.trainer import FitResult, Trainer, init_seed
+from mmrec_motor.trainer import FitResult, Trainer, TrainingError, init_seed
 
 # Keys that do not change what a run computes; left out of the checkpoint identity.
 _VOLATILE_KEYS = {"resume", "result_file", "topk_file", "log_dir", "checkpoint_dir", "num_threads",
@@ -66,21 +66,63 @@ def _run_identity(config: Config) -> str:
     return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _write_json_atomic(path: str, payload: Dict[str, Any]) -> None:
+def check_output_paths(config: Config) -> None:
+    """Fail before any training when ``result_file`` / ``topk_file`` could not be written at the end:
+    the nearest existing folder above each must be a writable directory."""
+    for key in ("result_file", "topk_file"):
+        if not config[key]:
+            continue
+        path = os.path.abspath(config[key])
+        if os.path.isdir(path):
+            raise ConfigError(f"config key {key!r} is {config[key]!r}, which is a directory; expected a "
+                              f"file path")
+        parent = os.path.dirname(path)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"config key {key!r} is {config[key]!r}, but {parent} is not a writable "
+                              f"directory; choose another path")
+
+
+def _temporary(path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
+    return f"{path}.tmp{os.getpid()}"
+
+
+def _json_to_tmp(path: str, payload: Dict[str, Any]) -> str:
+    tmp = _temporary(path)
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2, default=str)
-    os.replace(tmp, path)
+    return tmp
 
 
-def _write_topk(path: str, users: np.ndarray, ranked: np.ndarray) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
+def _topk_to_tmp(path: str, users: np.ndarray, ranked: np.ndarray) -> str:
+    tmp = _temporary(path)
     table = np.column_stack([users, ranked])
     np.savetxt(tmp, table, fmt="%d", delimiter="\t",
                header="userID\t" + "\t".join(f"top_{i + 1}" for i in range(ranked.shape[1])), comments="")
-    os.replace(tmp, path)
+    return tmp
+
+
+def write_outputs(outputs: List[Tuple[str, Any]]) -> None:
+    """Write every output to a temporary file first, then rename them all: a failure while writing
+    leaves none of them (and no temporary file) behind. ``outputs``: (path, writer) where
+    ``writer(path)`` returns the temporary file it wrote."""
+    done: List[Tuple[str, str]] = []
+    try:
+        for path, writer in outputs:
+            done.append((writer(path), path))
+    except BaseException:
+        for tmp, _ in done:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        for path, _ in outputs:
+            leftover = f"{path}.tmp{os.getpid()}"
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        raise
+    for tmp, path in done:
+        os.replace(tmp, path)
 
 
 def load_data(config: Config) -> RecData:
@@ -128,9 +170,11 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
                 + (f" (the ID table it replaced had {item['id_table_params']})" if config["motor"] else ""))
     sampler = BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
                          device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
+    identity = _run_identity(config)
     checkpoint = os.path.join(config["checkpoint_dir"], f"{config['model']}-{config['dataset']}-"
-                              f"{'motor' if config['motor'] else 'id'}-{_run_identity(config)}.pth")
-    trainer = Trainer(config, model, logger, checkpoint_path=checkpoint)
+                              f"{'motor' if config['motor'] else 'id'}-{identity}.pth") \
+        if config["checkpoint_dir"] else None
+    trainer = Trainer(config, model, logger, checkpoint_path=checkpoint, identity=identity)
     fit: FitResult = trainer.fit(sampler, valid, test, resume=bool(config["resume"]))
     logger.info("best valid result: \n" + format_metrics(fit.best_valid))
     logger.info("test result: \n" + format_metrics(fit.best_test))
@@ -155,6 +199,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
     """Run every combination of the grid; returns the result dict that ``result_file`` receives."""
     if config["num_threads"]:
         torch.set_num_threads(int(config["num_threads"]))
+    check_output_paths(config)
     logger = get_logger(config)
     data = load_data(config)
     logger.info(str(data))
@@ -165,8 +210,15 @@ def quick_start(config: Config) -> Dict[str, Any]:
     runs: List[Dict[str, Any]] = []
     chosen: Optional[int] = None
     chosen_topk: Optional[np.ndarray] = None
-    for names, values in grid(config):
-        run = run_combination(config, data, logger, names, values, valid, test)
+    combinations = grid(config)
+    for names, values in combinations:
+        try:
+            run = run_combination(config, data, logger, names, values, valid, test)
+        except TrainingError as exc:
+            if len(combinations) > 1:      # say which combination of the grid failed
+                combination = ", ".join(f"{n}={v}" for n, v in zip(names, values))
+                raise TrainingError(f"combination {combination}: {exc}") from exc
+            raise
         model = run.pop("_model")
         runs.append(run)
         score = run["valid"].get(valid_metric, -np.inf)
@@ -204,8 +256,10 @@ def quick_start(config: Config) -> Dict[str, Any]:
         "eval_seconds": best["eval_seconds"],
         "config": {k: v for k, v in config.to_dict().items()},
     }
+    outputs = []
     if config["topk_file"] and chosen_topk is not None:
-        _write_topk(config["topk_file"], test.users, chosen_topk)
+        outputs.append((config["topk_file"], lambda path: _topk_to_tmp(path, test.users, chosen_topk)))
     if config["result_file"]:
-        _write_json_atomic(config["result_file"], result)
+        outputs.append((config["result_file"], lambda path: _json_to_tmp(path, result)))
+    write_outputs(outputs)      # only now, after every combination: a failed run leaves no output
     return result

@@ -18,6 +18,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -82,19 +83,51 @@ class FitResult:
 
 
 def _atomic_save(obj: Any, path: str) -> None:
-    """torch.save to a temporary file, then rename: a kill mid-write leaves the old file intact."""
+    """torch.save to a temporary file, flushed to disk, then renamed over ``path``: a kill (or an
+    error) at any point leaves the previous file intact; a failed save removes its temporary file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Delete ``path.tmp<pid>`` files left by a killed process (a pid that no longer runs)."""
+    folder, name = os.path.split(path)
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        return
+    for entry in entries:
+        suffix = entry[len(name) + 4:] if entry.startswith(name + ".tmp") else ""
+        if not suffix.isdigit() or int(suffix) == os.getpid():
+            continue
+        try:
+            os.kill(int(suffix), 0)          # still running: another process is writing it
+        except ProcessLookupError:
+            try:
+                os.remove(os.path.join(folder, entry))
+            except OSError:
+                pass
+        except OSError:
+            pass
 
 
 class Trainer:
     """Trains one model; ``fit`` returns a :class:`FitResult` and leaves the best model loaded."""
 
     def __init__(self, config: Mapping[str, Any], model: torch.nn.Module, logger: logging.Logger,
-                 checkpoint_path: Optional[str] = None):
+                 checkpoint_path: Optional[str] = None, identity: Optional[str] = None):
         self.config, self.model, self.logger = config, model, logger
+        self.identity = identity      # of the run (quick_start._run_identity); stored in .last
         self.optimizer = build_optimizer(config, model)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.clip = config["clip_grad_norm"]
@@ -124,7 +157,8 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "result": result, "best_state": best_state,
                 "cur_step": cur_step, "sampler_rng": sampler.get_state(),
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                "python_rng": random.getstate()}
+                "python_rng": random.getstate(), "identity": self.identity,
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
     def _restore(self, state: dict, sampler) -> None:
         self.model.load_state_dict(state["model"])
@@ -134,18 +168,50 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def _load_last(self, last_path: str) -> Optional[dict]:
+        """The training state in ``last_path``; None (warning: start over) when it belongs to another
+        run; TrainingError when it cannot be read."""
+        try:
+            state = torch.load(last_path, map_location=self.config["device"], weights_only=False)
+        except Exception as exc:
+            raise TrainingError(f"cannot resume from {last_path}: the checkpoint is unreadable "
+                                f"({type(exc).__name__}: {exc}); delete it to start this run over, or "
+                                f"run without --resume") from exc
+        if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "result"} <= set(state):
+            raise TrainingError(f"cannot resume from {last_path}: not a training-state checkpoint; "
+                                f"delete it to start this run over, or run without --resume")
+        if self.identity is not None and state.get("identity") not in (None, self.identity):
+            warnings.warn(f"{last_path} was written by a run with other settings (identity "
+                          f"{state.get('identity')!r}, this run {self.identity!r}): not resumed, "
+                          f"starting at epoch 0")
+            return None
+        return state
 
     def fit(self, sampler: BPRSampler, valid: TopKEvaluator, test: TopKEvaluator,
             resume: bool = False) -> FitResult:
         config, log = self.config, self.logger
         result, best_state, cur_step, start = FitResult(), None, 0, 0
         last_path = self.checkpoint_path + ".last" if self.checkpoint_path else None
+        if self.checkpoint_path:
+            _remove_stale_temporaries(self.checkpoint_path)
+            _remove_stale_temporaries(last_path)
         if resume and last_path and os.path.isfile(last_path):
-            state = torch.load(last_path, map_location=config["device"], weights_only=False)
-            self._restore(state, sampler)
-            result, best_state, cur_step = state["result"], state["best_state"], state["cur_step"]
-            start = state["epoch"] + 1
-            log.info(f"resumed from {last_path} after epoch {state['epoch']}")
+            state = self._load_last(last_path)
+            if state is not None:
+                try:
+                    self._restore(state, sampler)
+                except (RuntimeError, KeyError, ValueError) as exc:
+                    raise TrainingError(f"cannot resume from {last_path}: it does not fit this model "
+                                        f"({exc}); delete it to start this run over, or run without "
+                                        f"--resume") from exc
+                result, best_state, cur_step = state["result"], state["best_state"], state["cur_step"]
+                start = state["epoch"] + 1
+                log.info(f"resumed from {last_path} after epoch {state['epoch']}")
+        elif resume:
+            log.info(f"resume: no checkpoint {last_path} for this run's settings; starting at epoch 0")
         if not config["req_training"]:
             start = config["epochs"]
         stopping_step = config["stopping_step"]
