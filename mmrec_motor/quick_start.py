@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mmrec_motor.config import Config, ConfigError, available_datasets, grid
+from mmrec_motor.data.cold import apply_cold_items
 from mmrec_motor.data.dataset import RecData, load_dataset
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.data.toy import ensure_toy
@@ -63,6 +64,9 @@ def count_parameters(model: torch.nn.Module) -> Dict[str, int]:
 def _run_identity(config: Config) -> str:
     """A hash of every setting that shapes the run, so a checkpoint is only resumed by its own run."""
     relevant = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_KEYS}
+    if not relevant.get("cold_item_ratio"):     # protocol off: the identity of runs from before the key
+        relevant.pop("cold_item_ratio", None)
+        relevant.pop("cold_item_seed", None)
     return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -126,7 +130,8 @@ def write_outputs(outputs: List[Tuple[str, Any]]) -> None:
 
 
 def load_data(config: Config) -> RecData:
-    """The dataset of ``config`` (generating ``toy`` on first use)."""
+    """The dataset of ``config`` (generating ``toy`` on first use), with ``cold_item_ratio`` > 0 its
+    held-out items moved to test (:mod:`mmrec_motor.data.cold`)."""
     if config["dataset"] == "toy":
         ensure_toy(config["data_path"])
     elif config["dataset"] not in available_datasets() and not config.dataset_dir.is_dir():
@@ -134,7 +139,7 @@ def load_data(config: Config) -> RecData:
                           f"{config['dataset']}.yaml and no folder {config.dataset_dir.resolve()}; "
                           f"available: {', '.join(available_datasets())}, or any folder in MMRec layout "
                           f"under data_path")
-    return load_dataset(config)
+    return apply_cold_items(config, load_dataset(config))
 
 
 def build_model(config: Config, data: RecData):
@@ -157,7 +162,8 @@ def build_model(config: Config, data: RecData):
 
 
 def run_combination(config: Config, data: RecData, logger: logging.Logger, names, values,
-                    valid: TopKEvaluator, test: TopKEvaluator) -> Dict[str, Any]:
+                    valid: TopKEvaluator, test: TopKEvaluator,
+                    cold: Optional[TopKEvaluator] = None) -> Dict[str, Any]:
     for name, value in zip(names, values):
         config[name] = value
     init_seed(config["seed"])
@@ -178,6 +184,10 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
     fit: FitResult = trainer.fit(sampler, valid, test, resume=bool(config["resume"]))
     logger.info("best valid result: \n" + format_metrics(fit.best_valid))
     logger.info("test result: \n" + format_metrics(fit.best_test))
+    extra = {}
+    if cold is not None:          # held-out items only, at the best-valid epoch (the model holds it now)
+        extra["cold_test"] = cold.evaluate(model)
+        logger.info("cold test result (held-out items): \n" + format_metrics(extra["cold_test"]))
     return {
         "parameters": dict(zip(names, values)),
         "best_epoch": fit.best_epoch,
@@ -185,6 +195,7 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
         "stopped_early": fit.stopped_early,
         "valid": fit.best_valid,
         "test": fit.best_test,
+        **extra,
         "params": params,
         "item_representation": item,
         "train_seconds_per_epoch": float(np.mean(fit.train_seconds)) if fit.train_seconds else None,
@@ -206,6 +217,8 @@ def quick_start(config: Config) -> Dict[str, Any]:
     metrics, topk, device = config["metrics"], config["topk"], config["device"]
     valid = TopKEvaluator(data, data.valid, metrics, topk, config["eval_batch_size"], device)
     test = TopKEvaluator(data, data.test, metrics, topk, config["eval_batch_size"], device)
+    cold = None if data.cold_test is None else \
+        TopKEvaluator(data, data.cold_test, metrics, topk, config["eval_batch_size"], device)
     valid_metric = str(config["valid_metric"]).lower()
     runs: List[Dict[str, Any]] = []
     chosen: Optional[int] = None
@@ -213,7 +226,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
     combinations = grid(config)
     for names, values in combinations:
         try:
-            run = run_combination(config, data, logger, names, values, valid, test)
+            run = run_combination(config, data, logger, names, values, valid, test, cold)
         except TrainingError as exc:
             if len(combinations) > 1:      # say which combination of the grid failed
                 combination = ", ".join(f"{n}={v}" for n, v in zip(names, values))
@@ -244,11 +257,15 @@ def quick_start(config: Config) -> Dict[str, Any]:
         "motor": bool(config["motor"]),
         "device": str(device),
         "data": {"n_users": data.n_users, "n_items": data.n_items, "train": len(data.train),
-                 "valid": len(data.valid), "test": len(data.test)},
+                 "valid": len(data.valid), "test": len(data.test),
+                 **({} if data.cold_items is None else
+                    {"cold_items": len(data.cold_items), "cold_test": len(data.cold_test),
+                     "cold_test_users": len(cold.users), "cold_dropped_users": data.cold_dropped_users})},
         "valid_metric": valid_metric,
         "combinations": runs,
         "chosen": chosen,
         "best": {"parameters": best["parameters"], "valid": best["valid"], "test": best["test"],
+                 **({"cold_test": best["cold_test"]} if "cold_test" in best else {}),
                  "best_epoch": best["best_epoch"]},
         "params": best["params"],
         "item_representation": best["item_representation"],

@@ -51,6 +51,12 @@ class RecData:
     train: Split
     valid: Split
     test: Split
+    # The inductive cold-start protocol (mmrec_motor/data/cold.py, cold_item_ratio > 0): the held-out
+    # item IDs, the test rows of those items, and how many users lost every training row (dropped from
+    # valid/test); None when the protocol is off.
+    cold_items: Optional[np.ndarray] = None
+    cold_test: Optional[Split] = None
+    cold_dropped_users: Optional[int] = None
 
     def train_matrix(self) -> sp.csr_matrix:
         return self.train.matrix(self.n_users, self.n_items)
@@ -67,9 +73,14 @@ class RecData:
     def __str__(self) -> str:
         n = len(self.train) + len(self.valid) + len(self.test)
         density = n / max(1, self.n_users * self.n_items)
-        return (f"{self.name}: {self.n_users} users, {self.n_items} items, {n} interactions "
+        text = (f"{self.name}: {self.n_users} users, {self.n_items} items, {n} interactions "
                 f"(train {len(self.train)}, valid {len(self.valid)}, test {len(self.test)}), "
                 f"sparsity {100 * (1 - density):.4f}%")
+        if self.cold_items is not None and self.cold_test is not None:
+            text += (f"; {len(self.cold_items)} held-out (cold) items, {len(self.cold_test)} test "
+                     f"interactions of theirs, {len(np.unique(self.cold_test.users))} users; "
+                     f"{self.cold_dropped_users} users left without a training row")
+        return text
 
 
 class PairSet:
