@@ -6,6 +6,8 @@
         one run per model x dataset x variant x seed (resumable), then DIR/results.csv, DIR/summary.md
     mmrec-motor report DIR
         rebuild DIR/results.csv and DIR/summary.md from the run JSONs in DIR/runs
+    mmrec-motor patch PATH_TO_MMREC [--check | --revert]
+        apply (check, take out) the patch series that runs MOTOR inside upstream MMRec (--motor)
 
 Every ``--key=value`` overrides that config key, the value parsed as YAML (``--epochs=5``,
 ``--seed=[1,2,3]``, ``--use_gpu=False``); ``--motor`` alone means ``--motor=True``.
@@ -96,7 +98,13 @@ def _report(argv: List[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "tokenize": _tokenize, "bench": _bench, "report": _report}
+def _patch(argv: List[str]) -> int:
+    from mmrec_motor.upstream import patch_command
+
+    return patch_command(argv)
+
+
+COMMANDS = {"run": _run, "tokenize": _tokenize, "bench": _bench, "report": _report, "patch": _patch}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
