@@ -6,6 +6,10 @@
         one run per model x dataset x variant x seed (resumable), then DIR/results.csv, DIR/summary.md
     mmrec-motor report DIR
         rebuild DIR/results.csv and DIR/summary.md from the run JSONs in DIR/runs
+    mmrec-motor cold-items -m M1,M2 -d D --seeds S [--buckets 0,5,10,20,50] [--key=value ...] --out DIR
+    mmrec-motor token-budget -m M -d D --subspaces 2,4,8 --nbits 4,6,8 --seeds S [--key=value ...] --out DIR
+    mmrec-motor cold-start -m M1,M2 -d D --ratio 0.1 --seeds S [--key=value ...] --out DIR
+        analyses (mmrec_motor/analyses.py): runs as bench, then DIR/<analysis>.md (and .png)
     mmrec-motor patch PATH_TO_MMREC [--check | --revert]
         apply (check, take out) the patch series that runs MOTOR inside upstream MMRec (--motor)
 
@@ -105,6 +109,17 @@ def _patch(argv: List[str]) -> int:
 
 
 COMMANDS = {"run": _run, "tokenize": _tokenize, "bench": _bench, "report": _report, "patch": _patch}
+
+
+def _analysis(name: str):
+    def command(argv: List[str]) -> int:
+        from mmrec_motor.analyses import COMMANDS as ANALYSES
+
+        return ANALYSES[name](argv)
+    return command
+
+
+COMMANDS.update({name: _analysis(name) for name in ("cold-items", "token-budget", "cold-start")})
 
 
 def main(argv: Optional[List[str]] = None) -> int:
