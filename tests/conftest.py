@@ -10,6 +10,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 torch.set_num_threads(1)
 
+# the asserts of the shared backbone checks report their operands like a test's own
+pytest.register_assert_rewrite("tests.backbones")
+
 
 def require_shared(name: str) -> Path:
     """The shared dataset folder; skipped when absent, except under CI, where it must exist."""

@@ -1,27 +1,22 @@
 """BM3 backbone: [2, B] batches, toy runs (ID and --motor), parameter count by hand (both modalities
 and one), the batch-restricted loss equals the full-table one, evaluation reads the current
 parameters."""
-import json
-import math
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmrec_motor.cli import main
-from mmrec_motor.config import Config
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.quick_start import build_model, count_parameters, load_data
-from mmrec_motor.trainer import build_optimizer
+from tests.backbones import (build, check_id_table_run, check_scores_follow_parameters, motor_delta,
+                             toy_batch, toy_config, train_steps, train_toy)
 
 MODEL = "BM3"
 PINNED = {"n_layers": 1, "reg_weight": 0.1, "dropout": 0.3}
 D_V, D_T = 64, 32   # toy feature widths
 
-
-def make_config(tmp_path, run_dirs, motor=False, **extra):
-    values = {"data_path": str(tmp_path / "data"), "motor": motor, "seed": 999, **run_dirs, **PINNED, **extra}
-    return Config(MODEL, "toy", values)
+make_config = partial(toy_config, MODEL, PINNED)
 
 
 def test_batches_are_users_and_positives(tmp_path, run_dirs):
@@ -44,26 +39,14 @@ def test_batches_are_users_and_positives(tmp_path, run_dirs):
 
 @pytest.mark.parametrize("motor", [False, True])
 def test_trains_two_epochs_on_toy(tmp_path, run_dirs, motor):
-    out = tmp_path / "r.json"
-    args = ["run", "-m", MODEL, "-d", "toy", "--epochs=2", f"--data_path={tmp_path / 'data'}",
-            f"--result_file={out}"] + [f"--{k}={v}" for k, v in {**run_dirs, **PINNED}.items()]
-    assert main(args + (["--motor"] if motor else [])) == 0
-    result = json.loads(out.read_text())
-    combo = result["combinations"][0]
-    assert len(result["combinations"]) == 1 and combo["parameters"] == {"seed": 999, **PINNED}
-    assert math.isfinite(combo["valid"]["recall@20"]) and math.isfinite(combo["test"]["recall@20"])
-    item = result["item_representation"]
-    assert item["kind"] == ("motor" if motor else "id")
-    assert item["id_table_params"] == 300 * 64
-    if not motor:
-        assert item["params"] == 300 * 64
+    result = train_toy(MODEL, PINNED, tmp_path, run_dirs, motor)
+    check_id_table_run(result, PINNED, motor, id_table_params=300 * 64)
 
 
 @pytest.mark.parametrize("text_file, dims", [("text_feat.npy", (D_V, D_T)), ("absent.npy", (D_V,))])
 def test_parameter_count_by_hand(tmp_path, run_dirs, text_file, dims):
     config = make_config(tmp_path, run_dirs, text_feature_file=text_file)
-    data = load_data(config)
-    model, item = build_model(config, data)
+    data, model, item = build(config)
     U, I, d = data.n_users, data.n_items, 64
     # users + item IDs + predictor (d x d + d) + per modality: trainable feature table I x D_m and
     # its projection (D_m x d + d)
@@ -73,15 +56,13 @@ def test_parameter_count_by_hand(tmp_path, run_dirs, text_file, dims):
 
     mconfig = make_config(tmp_path, run_dirs, motor=True, text_feature_file=text_file)
     mmodel, mitem = build_model(mconfig, data)
-    extra = mitem["motor"]["extra_params"]
-    assert extra == 0
-    assert count_parameters(mmodel)["total"] == expected - mitem["id_table_params"] + mitem["params"] + extra
+    assert count_parameters(mmodel)["total"] == expected + motor_delta(mitem)
 
 
 def test_batch_loss_equals_full_table_loss(tmp_path, run_dirs):
     """Without dropout the loss on the batch's distinct rows equals the paper's full-table loss."""
     config = make_config(tmp_path, run_dirs, dropout=0.0)
-    model, _ = build_model(config, load_data(config))
+    _, model, _ = build(config)
     users, items = torch.tensor([0, 1, 2, 1, 5]), torch.tensor([10, 11, 10, 12, 13])
     user_out, item_out = model.forward()
     g = model.predictor
@@ -102,23 +83,7 @@ def test_batch_loss_equals_full_table_loss(tmp_path, run_dirs):
 @pytest.mark.parametrize("motor", [False, True])
 def test_evaluation_uses_current_parameters(tmp_path, run_dirs, motor):
     config = make_config(tmp_path, run_dirs, motor=motor)
-    data = load_data(config)
-    model, _ = build_model(config, data)
-    optimizer = build_optimizer(config, model)
-    batch = torch.tensor([[0, 1, 2, 3], data.train.items[:4].tolist()])
-    for _ in range(3):
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        assert torch.isfinite(loss)
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    users = torch.arange(10)
-    with torch.no_grad():
-        before = model.full_sort_predict((users,))
-        assert before.shape == (10, data.n_items) and torch.isfinite(before).all()
-        model.user_embedding.weight.add_(0.1)
-        after = model.full_sort_predict((users,))
-        assert not torch.allclose(before, after)
-        model.predictor.bias.add_(0.1)
-        assert not torch.allclose(after, model.full_sort_predict((users,)))
+    data, model, _ = build(config)
+    train_steps(model, config, toy_batch(data, negatives=False))
+    check_scores_follow_parameters(model, data.n_items, [lambda: model.user_embedding.weight.add_(0.1),
+                                                         lambda: model.predictor.bias.add_(0.1)])

@@ -1,28 +1,20 @@
 """GRCN on toy: ID and --motor runs, the parameter count by hand, the refined graph's edge weights,
 evaluation with current parameters."""
-import json
-import math
+from functools import partial
 
 import pytest
 import torch
 
-from mmrec_motor.cli import main
-from mmrec_motor.config import Config
 from mmrec_motor.models.grcn import segment_softmax
-from mmrec_motor.quick_start import build_model, load_data
-from mmrec_motor.trainer import build_optimizer
+from mmrec_motor.quick_start import build_model
+from tests.backbones import (build, check_joint_table_run, check_scores_follow_parameters, motor_delta,
+                             n_parameters, random_batch, toy_config, train_steps, train_toy)
 
+MODEL = "GRCN"
 PINNED = {"reg_weight": 0.001, "learning_rate": 0.001}
 U, I, DV, DT, D, C = 400, 300, 64, 32, 64, 64   # toy users, items, image/text dims; d; latent_embedding
 
-
-def toy_config(tmp_path, run_dirs, **extra):
-    values = {"data_path": str(tmp_path / "data"), "seed": 999, **run_dirs, **PINNED, **extra}
-    return Config("GRCN", "toy", values)
-
-
-def count(model):
-    return sum(p.numel() for p in model.parameters())
+make_config = partial(toy_config, MODEL, PINNED)
 
 
 def expected_params(feat_dims=(DV, DT)):
@@ -34,52 +26,32 @@ def expected_params(feat_dims=(DV, DT)):
     return total
 
 
-def random_batch(generator, n=64):
-    return torch.stack([torch.randint(0, U, (n,), generator=generator),
-                        torch.randint(0, I, (n,), generator=generator),
-                        torch.randint(0, I, (n,), generator=generator)])
-
-
 @pytest.mark.parametrize("motor", [False, True])
 def test_toy_run_two_epochs(tmp_path, run_dirs, motor):
-    out = tmp_path / "r.json"
-    args = ["run", "-m", "GRCN", "-d", "toy", "--epochs=2", f"--data_path={tmp_path / 'data'}",
-            f"--result_file={out}"] + [f"--{k}={v}" for k, v in {**run_dirs, **PINNED}.items()]
-    assert main(args + (["--motor"] if motor else [])) == 0
-    result = json.loads(out.read_text())
-    assert len(result["combinations"]) == 1 and result["motor"] is motor
-    assert math.isfinite(result["combinations"][0]["valid"]["recall@20"])
-    item = result["item_representation"]
-    assert item["kind"] == ("motor" if motor else "id") and item["id_table_params"] == I * D
-    if motor:
-        assert item["motor"]["adapter"] == "joint:id_gcn.id_embedding"
-        assert item["motor"]["extra_params"] == U * D
-    else:
-        assert item["params"] == I * D
+    result = train_toy(MODEL, PINNED, tmp_path, run_dirs, motor)
+    check_joint_table_run(result, motor, id_table_params=I * D, adapter="joint:id_gcn.id_embedding",
+                          extra_params=U * D)
 
 
 def test_parameter_count_by_hand(tmp_path, run_dirs):
-    config = toy_config(tmp_path, run_dirs)
-    data = load_data(config)
-    model, item = build_model(config, data)
+    config = make_config(tmp_path, run_dirs)
+    data, model, item = build(config)
     assert isinstance(model.id_gcn.id_embedding, torch.nn.Parameter)
     assert model.id_gcn.id_embedding.shape == (U + I, D)
-    assert count(model) == expected_params()
+    assert n_parameters(model) == expected_params()
     assert item == {"kind": "id", "params": I * D, "id_table_params": I * D}
 
-    motor_model, motor_item = build_model(toy_config(tmp_path, run_dirs, motor=True), data)
-    extra = motor_item["motor"]["extra_params"]          # the user rows, now motor_user_rows
-    assert count(motor_model) == (count(model) - motor_item["id_table_params"] - extra
-                                  + motor_item["params"] + extra)
+    motor_model, motor_item = build_model(make_config(tmp_path, run_dirs, motor=True), data)
+    # the joint table's user rows come back as motor_user_rows (the adapter's extra parameters)
+    assert n_parameters(motor_model) == n_parameters(model) + motor_delta(motor_item, joint=True)
     assert motor_model.id_gcn.id_embedding.shape == (U + I, D)
 
 
 def test_one_modality(tmp_path, run_dirs):
-    config = toy_config(tmp_path, run_dirs, vision_feature_file="")
-    data = load_data(config)
-    model, _ = build_model(config, data)
-    assert model.v_feat is None and count(model) == expected_params((DT,))
-    loss = model.calculate_loss(random_batch(torch.Generator().manual_seed(0)))
+    config = make_config(tmp_path, run_dirs, vision_feature_file="")
+    data, model, _ = build(config)
+    assert model.v_feat is None and n_parameters(model) == expected_params((DT,))
+    loss = model.calculate_loss(random_batch(torch.Generator().manual_seed(0), U, I))
     assert torch.isfinite(loss)
     assert model.full_sort_predict([torch.tensor([0, 1])]).shape == (2, I)
 
@@ -93,9 +65,9 @@ def test_segment_softmax_matches_a_loop():
 
 
 def test_refined_edge_weights_get_gradients_and_prototypes_route(tmp_path, run_dirs):
-    config = toy_config(tmp_path, run_dirs)
-    model, _ = build_model(config, load_data(config))
-    model.calculate_loss(random_batch(torch.Generator().manual_seed(1))).backward()
+    config = make_config(tmp_path, run_dirs)
+    _, model, _ = build(config)
+    model.calculate_loss(random_batch(torch.Generator().manual_seed(1), U, I)).backward()
     # the confidences only reach the loss through the sparse edge weights of the ID graph
     assert model.model_specific_conf.grad is not None and model.model_specific_conf.grad.abs().sum() > 0
     # routing moves the user prototypes away from normalize(P)
@@ -106,23 +78,12 @@ def test_refined_edge_weights_get_gradients_and_prototypes_route(tmp_path, run_d
 
 
 def test_evaluation_uses_current_parameters(tmp_path, run_dirs):
-    config = toy_config(tmp_path, run_dirs)
-    data = load_data(config)
-    model, _ = build_model(config, data)
-    optimizer = build_optimizer(config, model)
+    config = make_config(tmp_path, run_dirs)
+    data, model, _ = build(config)
     generator = torch.Generator().manual_seed(0)
     before = model.id_gcn.id_embedding.detach().clone()
-    for _ in range(3):
-        optimizer.zero_grad()
-        loss = model.calculate_loss(random_batch(generator))
-        assert torch.isfinite(loss)
-        loss.backward()
-        optimizer.step()
+    train_steps(model, config, lambda: random_batch(generator, U, I))
     assert not torch.equal(before, model.id_gcn.id_embedding.detach())
-    users = [torch.arange(10)]
-    model.eval()
-    with torch.no_grad():
-        scores = model.full_sort_predict(users)
-        model.id_gcn.id_embedding[:U] += 0.5 * torch.randn(U, D, generator=generator)
-        changed = model.full_sort_predict(users)
-    assert scores.shape == (10, I) and not torch.allclose(scores, changed)
+    check_scores_follow_parameters(model, I, [
+        lambda: model.id_gcn.id_embedding[:U].add_(0.5 * torch.randn(U, D, generator=generator))],
+        finite=False)

@@ -1,60 +1,29 @@
 """LATTICE backbone: toy runs (ID and --motor), parameter count by hand, evaluation rebuilds the
 learned graph from the current parameters, the sparse graph equals the dense construction."""
-import json
-import math
+from functools import partial
 
 import pytest
 import torch
 
-from mmrec_motor.cli import main
-from mmrec_motor.config import Config
-from mmrec_motor.quick_start import build_model, count_parameters, load_data
-from mmrec_motor.trainer import build_optimizer
+from mmrec_motor.quick_start import build_model, count_parameters
+from tests.backbones import (build, check_id_table_run, check_scores_follow_parameters, motor_delta,
+                             toy_batch, toy_config, train_steps, train_toy)
 
 MODEL = "LATTICE"
 PINNED = {"reg_weight": 1e-4, "learning_rate": 0.001}
 
-
-def make_config(tmp_path, run_dirs, motor=False, **extra):
-    values = {"data_path": str(tmp_path / "data"), "motor": motor, "seed": 999, **run_dirs, **PINNED,
-              **extra}
-    return Config(MODEL, "toy", values)
-
-
-def train_steps(model, config, data, steps=3):
-    optimizer = build_optimizer(config, model)
-    batch = torch.tensor([[0, 1, 2, 3], data.train.items[:4].tolist(), [5, 6, 7, 8]])
-    for step in range(steps):
-        if step == 0:
-            model.pre_epoch_processing()
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        assert torch.isfinite(loss)
-        loss.backward()
-        optimizer.step()
+make_config = partial(toy_config, MODEL, PINNED)
 
 
 @pytest.mark.parametrize("motor", [False, True])
 def test_trains_two_epochs_on_toy(tmp_path, run_dirs, motor):
-    out = tmp_path / "r.json"
-    args = ["run", "-m", MODEL, "-d", "toy", "--epochs=2", f"--data_path={tmp_path / 'data'}",
-            f"--result_file={out}"] + [f"--{k}={v}" for k, v in {**run_dirs, **PINNED}.items()]
-    assert main(args + (["--motor"] if motor else [])) == 0
-    result = json.loads(out.read_text())
-    combo = result["combinations"][0]
-    assert len(result["combinations"]) == 1 and combo["parameters"] == {"seed": 999, **PINNED}
-    assert math.isfinite(combo["valid"]["recall@20"]) and math.isfinite(combo["test"]["recall@20"])
-    item = result["item_representation"]
-    assert item["kind"] == ("motor" if motor else "id")
-    assert item["id_table_params"] == 300 * 64
-    if not motor:
-        assert item["params"] == 300 * 64
+    result = train_toy(MODEL, PINNED, tmp_path, run_dirs, motor)
+    check_id_table_run(result, PINNED, motor, id_table_params=300 * 64)
 
 
 def test_parameter_count_by_hand(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs)
-    data = load_data(config)
-    model, item = build_model(config, data)
+    data, model, item = build(config)
     U, I, d, f, Dv, Dt = data.n_users, data.n_items, 64, 64, 64, 32
     # user + item tables, the raw feature tables (trainable), the two projections, modal_weight [2]
     # (cf_model lightgcn has no layer weights)
@@ -63,16 +32,13 @@ def test_parameter_count_by_hand(tmp_path, run_dirs):
     assert item["id_table_params"] == I * d
 
     mmodel, mitem = build_model(make_config(tmp_path, run_dirs, motor=True), data)
-    extra = mitem["motor"]["extra_params"]
-    assert extra == 0
-    assert count_parameters(mmodel)["total"] == expected - mitem["id_table_params"] + mitem["params"] + extra
+    assert count_parameters(mmodel)["total"] == expected + motor_delta(mitem)
     assert mmodel.item_id_embedding.weight.shape == (I, d)
 
 
 def test_parameter_count_ngcf(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs, cf_model="ngcf")
-    data = load_data(config)
-    model, _ = build_model(config, data)
+    data, model, _ = build(config)
     U, I, d, f, Dv, Dt = data.n_users, data.n_items, 64, 64, 64, 32
     layers = 2 * 2 * (d * d + d)                # GC and Bi linear layers for weight_size [64, 64]
     expected = U * d + I * d + I * Dv + I * Dt + (Dv * f + f) + (Dt * f + f) + 2 + layers
@@ -82,27 +48,17 @@ def test_parameter_count_ngcf(tmp_path, run_dirs):
 @pytest.mark.parametrize("motor", [False, True])
 def test_evaluation_uses_current_parameters(tmp_path, run_dirs, motor):
     config = make_config(tmp_path, run_dirs, motor=motor)
-    data = load_data(config)
-    model, _ = build_model(config, data)
-    train_steps(model, config, data)
-    model.eval()
-    users = torch.arange(10)
-    with torch.no_grad():
-        before = model.full_sort_predict((users,))
-        assert before.shape == (10, data.n_items) and torch.isfinite(before).all()
-        model.user_embedding.weight.add_(0.1)
-        after_user = model.full_sort_predict((users,))
+    data, model, _ = build(config)
+    train_steps(model, config, toy_batch(data), pre_epoch=True)
+    check_scores_follow_parameters(model, data.n_items, [
+        lambda: model.user_embedding.weight.add_(0.1),
         # the learned graph is rebuilt from the current projection at evaluation
-        model.image_trs.weight.mul_(-1.0)
-        after_graph = model.full_sort_predict((users,))
-    assert not torch.allclose(before, after_user)
-    assert not torch.allclose(after_user, after_graph)
+        lambda: model.image_trs.weight.mul_(-1.0)])
 
 
 def test_learned_graph_matches_the_dense_construction(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs)
-    data = load_data(config)
-    model, _ = build_model(config, data)
+    data, model, _ = build(config)
 
     def dense_knn(x, k):
         unit = x / x.norm(dim=1, keepdim=True)
@@ -131,10 +87,9 @@ def test_learned_graph_matches_the_dense_construction(tmp_path, run_dirs):
 @pytest.mark.parametrize("cf_model", ["mf", "ngcf"])
 def test_other_cf_models_and_one_modality(tmp_path, run_dirs, cf_model):
     config = make_config(tmp_path, run_dirs, cf_model=cf_model, text_feature_file="absent.npy")
-    data = load_data(config)
-    model, _ = build_model(config, data)
+    data, model, _ = build(config)
     assert model.t_feat is None and not hasattr(model, "text_trs")
-    train_steps(model, config, data, steps=2)
+    train_steps(model, config, toy_batch(data), steps=2, pre_epoch=True)
     model.eval()
     with torch.no_grad():
         assert torch.isfinite(model.full_sort_predict((torch.arange(5),))).all()

@@ -1,58 +1,29 @@
 """SLMRec backbone: toy runs (ID and --motor), parameter count by hand, ranking from fresh
 embeddings, the self-supervised tasks, one modality, the adjacency variants."""
-import json
-import math
+from functools import partial
 
 import pytest
 import torch
 
-from mmrec_motor.cli import main
-from mmrec_motor.config import Config
-from mmrec_motor.quick_start import build_model, count_parameters, load_data
-from mmrec_motor.trainer import build_optimizer
+from mmrec_motor.quick_start import build_model, count_parameters
+from tests.backbones import (build, check_id_table_run, check_scores_follow_parameters, motor_delta,
+                             toy_batch, toy_config, train_steps, train_toy)
 
 MODEL = "SLMRec"
 PINNED = {"learning_rate": 0.001, "ssl_temp": 0.2, "ssl_alpha": 0.1, "reg": 0.001}
 
-
-def make_config(tmp_path, run_dirs, motor=False, **extra):
-    values = {"data_path": str(tmp_path / "data"), "motor": motor, "seed": 999, **run_dirs, **PINNED,
-              **extra}
-    return Config(MODEL, "toy", values)
-
-
-def train_steps(model, config, data, steps=3):
-    optimizer = build_optimizer(config, model)
-    batch = torch.tensor([[0, 1, 2, 3], data.train.items[:4].tolist(), [5, 6, 7, 8]])
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        assert torch.isfinite(loss)
-        loss.backward()
-        optimizer.step()
+make_config = partial(toy_config, MODEL, PINNED)
 
 
 @pytest.mark.parametrize("motor", [False, True])
 def test_trains_two_epochs_on_toy(tmp_path, run_dirs, motor):
-    out = tmp_path / "r.json"
-    args = ["run", "-m", MODEL, "-d", "toy", "--epochs=2", f"--data_path={tmp_path / 'data'}",
-            f"--result_file={out}"] + [f"--{k}={v}" for k, v in {**run_dirs, **PINNED}.items()]
-    assert main(args + (["--motor"] if motor else [])) == 0
-    result = json.loads(out.read_text())
-    combo = result["combinations"][0]
-    assert len(result["combinations"]) == 1 and combo["parameters"] == {"seed": 999, **PINNED}
-    assert math.isfinite(combo["valid"]["recall@20"]) and math.isfinite(combo["test"]["recall@20"])
-    item = result["item_representation"]
-    assert item["kind"] == ("motor" if motor else "id")
-    assert item["id_table_params"] == 300 * 64
-    if not motor:
-        assert item["params"] == 300 * 64
+    result = train_toy(MODEL, PINNED, tmp_path, run_dirs, motor)
+    check_id_table_run(result, PINNED, motor, id_table_params=300 * 64)
 
 
 def test_parameter_count_by_hand(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs)
-    data = load_data(config)
-    model, item = build_model(config, data)
+    data, model, item = build(config)
     U, I, d, Dv, Dt = data.n_users, data.n_items, 64, 64, 32
     expected = (U * d + I * d                        # embedding_user, embedding_item
                 + (Dv * d + d) + (Dt * d + d)        # v_dense, t_dense
@@ -63,9 +34,7 @@ def test_parameter_count_by_hand(tmp_path, run_dirs):
     assert item["id_table_params"] == I * d
 
     mmodel, mitem = build_model(make_config(tmp_path, run_dirs, motor=True), data)
-    extra = mitem["motor"]["extra_params"]
-    assert extra == 0
-    assert count_parameters(mmodel)["total"] == expected - mitem["id_table_params"] + mitem["params"] + extra
+    assert count_parameters(mmodel)["total"] == expected + motor_delta(mitem)
     assert mmodel.embedding_item.weight.shape == (I, d)
     assert mmodel.embedding_item(torch.tensor([0, 5])).shape == (2, d)
 
@@ -73,30 +42,23 @@ def test_parameter_count_by_hand(tmp_path, run_dirs):
 @pytest.mark.parametrize("motor", [False, True])
 def test_ranking_uses_fresh_embeddings(tmp_path, run_dirs, motor):
     config = make_config(tmp_path, run_dirs, motor=motor)
-    data = load_data(config)
-    model, _ = build_model(config, data)
-    train_steps(model, config, data)
-    model.eval()
-    users = torch.arange(10)
-    with torch.no_grad():
-        before = model.full_sort_predict((users,))
-        assert before.shape == (10, data.n_items) and torch.isfinite(before).all()
+    data, model, _ = build(config)
+    train_steps(model, config, toy_batch(data))
+
+    def fused_dot_products(scores, users):
         # scores are the fused embeddings' dot products, from a forward on the current parameters
         fused_users, fused_items, _ = model.compute()
-        assert torch.allclose(before, fused_users[users] @ fused_items.T)
-        model.embedding_user.weight.add_(0.1)
-        after_user = model.full_sort_predict((users,))
-        model.t_dense.weight.mul_(-1.0)
-        after_text = model.full_sort_predict((users,))
-    assert not torch.allclose(before, after_user)
-    assert not torch.allclose(after_user, after_text)
+        assert torch.allclose(scores, fused_users[users] @ fused_items.T)
+
+    check_scores_follow_parameters(model, data.n_items, [lambda: model.embedding_user.weight.add_(0.1),
+                                                         lambda: model.t_dense.weight.mul_(-1.0)],
+                                   inspect=fused_dot_products)
 
 
 def test_branches_are_separate_lightgcns(tmp_path, run_dirs):
     """The stacked propagation equals one LightGCN per branch over [E_u; item input]."""
     config = make_config(tmp_path, run_dirs)
-    data = load_data(config)
-    model, _ = build_model(config, data)
+    data, model, _ = build(config)
     inputs = model._item_inputs()
     stacked = model._propagate(inputs)
     d = model.latent_dim
@@ -112,21 +74,19 @@ def test_branches_are_separate_lightgcns(tmp_path, run_dirs):
 @pytest.mark.parametrize("task", ["FD", "FM", "FD+FM"])
 def test_other_ssl_tasks_train(tmp_path, run_dirs, task):
     config = make_config(tmp_path, run_dirs, ssl_task=task)
-    data = load_data(config)
-    model, _ = build_model(config, data)
+    data, model, _ = build(config)
     assert not hasattr(model, "g_i_iv")
-    train_steps(model, config, data, steps=2)
+    train_steps(model, config, toy_batch(data), steps=2)
 
 
 @pytest.mark.parametrize("absent, fusion", [("text_feature_file", "concat"), ("vision_feature_file", "mean")])
 def test_one_modality(tmp_path, run_dirs, absent, fusion):
     config = make_config(tmp_path, run_dirs, mm_fusion_mode=fusion, **{absent: "absent.npy"})
-    data = load_data(config)
-    model, _ = build_model(config, data)
+    data, model, _ = build(config)
     assert len(model.modalities) == 1
     expected_in = 2 * 64 if fusion == "concat" else 64
     assert model.embedding_item_after_GCN.in_features == expected_in
-    train_steps(model, config, data, steps=2)
+    train_steps(model, config, toy_batch(data), steps=2)
     with torch.no_grad():
         assert torch.isfinite(model.full_sort_predict((torch.arange(5),))).all()
 
@@ -134,8 +94,7 @@ def test_one_modality(tmp_path, run_dirs, absent, fusion):
 @pytest.mark.parametrize("adj_type", ["plain", "norm", "gcmc", "pre", "mean"])
 def test_adjacency_types(tmp_path, run_dirs, adj_type):
     config = make_config(tmp_path, run_dirs, adj_type=adj_type)
-    data = load_data(config)
-    model, _ = build_model(config, data)
+    data, model, _ = build(config)
     dense = model.norm_adj.to_dense()
     n = data.n_users + data.n_items
     inter = torch.zeros(n, n)
