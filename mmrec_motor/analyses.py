@@ -40,7 +40,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
@@ -52,6 +52,7 @@ from mmrec_motor.data.dataset import PairSet, Split
 from mmrec_motor.evaluation import metric_curves
 
 K = 20                  # the cut-off of every table here
+METRICS = (("recall", f"Recall@{K}"), ("ndcg", f"NDCG@{K}"))   # result key, title
 DEFAULT_BUCKETS = 5     # quantile buckets when --buckets is not given
 
 
@@ -318,28 +319,42 @@ def finish(out: str, outcome: Mapping[str, Any], written: Sequence[str]) -> int:
 
 # ------------------------------------------------------------------------------------ helpers
 
+def _known(values: Sequence[Optional[float]]) -> List[float]:
+    """The values that are not None (a run without the metric)."""
+    return [v for v in values if v is not None]
+
+
 def _stat(values: Sequence[Optional[float]]) -> str:
-    values = [v for v in values if v is not None]
+    values = _known(values)
     return mean_std(values) if values else "-"
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
-    values = [v for v in values if v is not None]
+    values = _known(values)
     return float(np.mean(values)) if values else None
 
 
 def _std(values: Sequence[Optional[float]]) -> float:
-    values = [v for v in values if v is not None]
+    values = _known(values)
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def _delta(id_values: Sequence[Optional[float]], motor_values: Sequence[Optional[float]]) -> str:
-    return benchmark.relative_change([v for v in id_values if v is not None],
-                                     [v for v in motor_values if v is not None])
+    return benchmark.relative_change(_known(id_values), _known(motor_values))
+
+
+def _variant_label(variant: str) -> str:
+    """``ID`` or ``MOTOR``."""
+    return "ID" if variant == "id" else "MOTOR"
 
 
 def _commands_block(out: str) -> List[str]:
     return ["Produced by:", "", "```bash", *(benchmark.load_commands(out) or ["# (no bench.json)"]), "```", ""]
+
+
+def _report_head(out: str, title: str, explanation: str) -> List[str]:
+    """A report's first lines: its title, the command lines that produced DIR, what the tables show."""
+    return [f"# {title}", ""] + _commands_block(out) + [explanation, ""]
 
 
 def _failures_block(out: str, runs: Sequence[Run]) -> List[str]:
@@ -361,6 +376,33 @@ def _figure(rows: int, cols: int, width: float, height: float):
 
 def _no_png(name: str) -> None:
     print(f"matplotlib is not installed (pip install 'mmrec-motor[plot]'): no {name}", file=sys.stderr)
+
+
+def _save_png(path: str, rows: int, cols: int, width: float, height: float,
+              draw: Callable[[Any], None]) -> bool:
+    """Draw a rows x cols grid of width x height panels with ``draw(axes)`` (axes: a rows x cols
+    array) and save it as the PNG ``path``; without matplotlib, False and a note on stderr."""
+    fig = _figure(rows, cols, width, height)
+    if fig is None:
+        _no_png(path)
+        return False
+    draw(fig.subplots(rows, cols, squeeze=False))
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def _write_report(out: str, stem: str, lines: List[str], runs: Sequence[Run], plots: Sequence[Any],
+                  plot: Callable[[Sequence[Any], str], bool]) -> List[str]:
+    """Write ``DIR/<stem>.md`` (``lines``, then the runs' failures) and, when there is something to
+    plot, ``DIR/<stem>.png`` with ``plot(plots, path)`` (False when it wrote none); returns the paths."""
+    md = os.path.join(out, f"{stem}.md")
+    benchmark.write_atomic(md, "\n".join(lines + _failures_block(out, runs)))
+    written = [md]
+    if plots:
+        png = os.path.join(out, f"{stem}.png")
+        if plot(plots, png):
+            written.append(png)
+    return written
 
 
 def dataset_config(model: str, dataset: str, out: str, overrides: Mapping[str, Any],
@@ -395,13 +437,36 @@ def _prepare(rest: List[str], name: str, own_keys: Sequence[str] = ()) -> Dict[s
     return overrides
 
 
-def _common_arguments(parser: argparse.ArgumentParser, variants: bool = True) -> None:
+def _parser(name: str, description: str, variants: bool = True) -> argparse.ArgumentParser:
+    """The parser of ``mmrec-motor <name>`` with the arguments every analysis takes (-m, -d, --seeds,
+    --variants unless ``variants`` is False, --out)."""
+    parser = argparse.ArgumentParser(prog=f"mmrec-motor {name}", allow_abbrev=False, description=description)
     parser.add_argument("-m", "--models", required=True, help="comma-separated backbones")
     parser.add_argument("-d", "--datasets", required=True, help="comma-separated datasets")
     parser.add_argument("--seeds", default="999", help="comma-separated seeds (default 999)")
     if variants:
         parser.add_argument("--variants", default="id,motor", help="id, motor or id,motor (default)")
     parser.add_argument("--out", required=True, help="the analysis folder (runs, logs, tables)")
+    return parser
+
+
+def _record(name: str, argv: Sequence[str], out: str, overrides: Mapping[str, Any], models: Sequence[str],
+            datasets: Sequence[str], variants: Sequence[str], seeds: Sequence[int]) -> None:
+    """Check the data (:func:`check_data`), then record the command line and the plan in
+    ``DIR/bench.json`` (a folder filled with other overrides is refused)."""
+    check_data(models, datasets, seeds, out, overrides)
+    command = shlex.join(["mmrec-motor", name, *argv])
+    benchmark.record_bench(out, command, models, datasets, variants, seeds, overrides)
+
+
+def _id_motor_runs(name: str, argv: Sequence[str], args: argparse.Namespace,
+                   overrides: Mapping[str, Any]) -> List[Run]:
+    """The runs of an ID vs MOTOR analysis: bench's plan over -m, -d, --variants and --seeds, after
+    :func:`_record`."""
+    models, datasets = benchmark.split_list(args.models, "-m"), benchmark.split_list(args.datasets, "-d")
+    variants, seeds = benchmark.parse_variants(args.variants), benchmark.parse_seeds(args.seeds)
+    _record(name, argv, args.out, overrides, models, datasets, variants, seeds)
+    return [Run(spec) for spec in benchmark.plan(models, datasets, variants, seeds)]
 
 
 # --------------------------------------------------------------------------------- cold items
@@ -413,16 +478,17 @@ def cold_items_report(out: str, runs: Sequence[Run], overrides: Mapping[str, Any
     from mmrec_motor.quick_start import load_data
 
     stream = sys.stderr if stream is None else stream
-    lines = ["# Cold items: ID vs MOTOR by the items' training interactions", ""] + _commands_block(out)
-    lines += [f"Test Recall@{K} and NDCG@{K} per bucket of the test item's number of training "
-              f"interactions c(i) (distinct training users). For bucket b and user u, T_ub = u's test "
-              f"items whose c(i) is in b, n_ub = |T_ub|; the ranking is the run's ordinary full-sort "
-              f"top-{K} over all items (training items masked). Recall_b = |top-{K} ∩ T_ub| / n_ub, "
-              f"NDCG_b = DCG over the hits in T_ub / IDCG(min(n_ub, {K})), each averaged over the users "
-              f"with n_ub >= 1 (MMRec's definitions with T_ub as the relevance set; `all items` is the "
-              f"ordinary test metric). Each distinct test interaction falls in exactly one bucket. "
-              f"Mean ± std (ddof=1) over seeds; Δ: relative change of the means, MOTOR vs ID; "
-              f"test interactions / users: in the bucket (users with n_ub >= 1).", ""]
+    lines = _report_head(
+        out, "Cold items: ID vs MOTOR by the items' training interactions",
+        f"Test Recall@{K} and NDCG@{K} per bucket of the test item's number of training "
+        f"interactions c(i) (distinct training users). For bucket b and user u, T_ub = u's test "
+        f"items whose c(i) is in b, n_ub = |T_ub|; the ranking is the run's ordinary full-sort "
+        f"top-{K} over all items (training items masked). Recall_b = |top-{K} ∩ T_ub| / n_ub, "
+        f"NDCG_b = DCG over the hits in T_ub / IDCG(min(n_ub, {K})), each averaged over the users "
+        f"with n_ub >= 1 (MMRec's definitions with T_ub as the relevance set; `all items` is the "
+        f"ordinary test metric). Each distinct test interaction falls in exactly one bucket. "
+        f"Mean ± std (ddof=1) over seeds; Δ: relative change of the means, MOTOR vs ID; "
+        f"test interactions / users: in the bucket (users with n_ub >= 1).")
     plots: List[Tuple[str, List[str], Dict[Tuple[str, str], Dict[str, List[List[float]]]]]] = []
     for dataset in dict.fromkeys(r.spec.dataset for r in runs):
         mine = [r for r in runs if r.spec.dataset == dataset]
@@ -471,10 +537,10 @@ def cold_items_report(out: str, runs: Sequence[Run], overrides: Mapping[str, Any
             lines += ["No finished run.", ""]
             continue
         series: Dict[Tuple[str, str], Dict[str, List[List[float]]]] = {}
-        for metric, title in (("recall", f"Recall@{K}"), ("ndcg", f"NDCG@{K}")):
+        for metric, title in METRICS:
             header = ["training interactions", "test interactions", "users"]
             for model in models:
-                header += [f"{model} {v.upper() if v == 'id' else 'MOTOR'}" for v in variants]
+                header += [f"{model} {_variant_label(v)}" for v in variants]
                 if len(variants) == 2:
                     header.append(f"{model} Δ")
             table = []
@@ -493,46 +559,32 @@ def cold_items_report(out: str, runs: Sequence[Run], overrides: Mapping[str, Any
         seeds = {f"{m} {v}": len(per.get((m, v), [])) for m in models for v in variants}
         lines += ["Seeds per column: " + ", ".join(f"{k} {n}" for k, n in seeds.items()), ""]
         plots.append((dataset, [b["label"] for b in buckets], series))
-    lines += _failures_block(out, runs)
-    md = os.path.join(out, "cold_items.md")
-    benchmark.write_atomic(md, "\n".join(lines))
-    written = [md]
-    if plots:
-        png = os.path.join(out, "cold_items.png")
-        if _plot_cold_items(plots, png):
-            written.append(png)
-    return written
+    return _write_report(out, "cold_items", lines, runs, plots, _plot_cold_items)
 
 
 def _plot_cold_items(plots, path: str) -> bool:
-    fig = _figure(len(plots), 2, 6.5, 3.6)
-    if fig is None:
-        _no_png(path)
-        return False
-    axes = fig.subplots(len(plots), 2, squeeze=False)
-    for row, (dataset, labels, series) in enumerate(plots):
-        x = np.arange(len(labels))
-        width = 0.8 / max(1, len(series))
-        for col, (metric, title) in enumerate((("recall", f"Recall@{K}"), ("ndcg", f"NDCG@{K}"))):
-            ax = axes[row][col]
-            for j, ((model, variant), values) in enumerate(series.items()):
-                means, stds = np.array(values[metric]).T
-                ax.bar(x + (j - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-                       label=f"{model} {'ID' if variant == 'id' else 'MOTOR'}",
-                       hatch="//" if variant == "motor" else None)
-            ax.set_xticks(x)
-            ax.set_xticklabels(labels, rotation=30, fontsize=8)
-            ax.set_xlabel("item's training interactions")
-            ax.set_title(f"{dataset}: test {title} by bucket")
-            ax.legend(fontsize=7)
-    fig.savefig(path, dpi=120)
-    return True
+    def draw(axes):
+        for row, (dataset, labels, series) in enumerate(plots):
+            x = np.arange(len(labels))
+            width = 0.8 / max(1, len(series))
+            for col, (metric, title) in enumerate(METRICS):
+                ax = axes[row][col]
+                for j, ((model, variant), values) in enumerate(series.items()):
+                    means, stds = np.array(values[metric]).T
+                    ax.bar(x + (j - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+                           label=f"{model} {_variant_label(variant)}",
+                           hatch="//" if variant == "motor" else None)
+                ax.set_xticks(x)
+                ax.set_xticklabels(labels, rotation=30, fontsize=8)
+                ax.set_xlabel("item's training interactions")
+                ax.set_title(f"{dataset}: test {title} by bucket")
+                ax.legend(fontsize=7)
+
+    return _save_png(path, len(plots), 2, 6.5, 3.6, draw)
 
 
 def cold_items_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmrec-motor cold-items", allow_abbrev=False,
-                                     description="ID vs MOTOR test metrics by the items' training counts.")
-    _common_arguments(parser)
+    parser = _parser("cold-items", "ID vs MOTOR test metrics by the items' training counts.")
     parser.add_argument("--buckets", default=None,
                         help="bucket edges on the item's training interactions, e.g. 0,5,10,20,50 "
                              "([0,5), [5,10), ..., [50,inf)); default: quantile edges")
@@ -541,12 +593,7 @@ def cold_items_main(argv: List[str]) -> int:
     args, rest = parser.parse_known_args(argv)
     overrides = _prepare(rest, "cold-items")
     edges = parse_edges(args.buckets) if args.buckets else None
-    models, datasets = benchmark.split_list(args.models, "-m"), benchmark.split_list(args.datasets, "-d")
-    variants, seeds = benchmark.parse_variants(args.variants), benchmark.parse_seeds(args.seeds)
-    check_data(models, datasets, seeds, args.out, overrides)
-    command = shlex.join(["mmrec-motor", "cold-items", *argv])
-    benchmark.record_bench(args.out, command, models, datasets, variants, seeds, overrides)
-    runs = [Run(spec) for spec in benchmark.plan(models, datasets, variants, seeds)]
+    runs = _id_motor_runs("cold-items", argv, args, overrides)
     outcome = run_all(runs, args.out, overrides, with_topk=True)
     paths = benchmark.write_reports(args.out)
     written = cold_items_report(args.out, runs, overrides, edges, args.n_buckets)
@@ -570,12 +617,13 @@ def token_budget_runs(models, datasets, subspaces, nbits, seeds, id_baseline: bo
 
 def token_budget_report(out: str, runs: Sequence[Run]) -> List[str]:
     """Write ``DIR/token_budget.md`` (and ``.png``) from the run JSONs; returns the paths."""
-    lines = ["# Token budget: MOTOR's item-representation size vs accuracy", ""] + _commands_block(out)
-    lines += [f"MOTOR runs over motor_num_subspaces M (tokens per item per modality) x motor_nbits "
-              f"(K = 2^nbits codewords per sub-space). L: tokens per item over all modalities; item params: "
-              f"token tables + Token Cross Network (the ID row: the item ID table); collisions: share of "
-              f"items whose token tuple another item has, per modality; test Recall@{K} / NDCG@{K} at the "
-              f"best-valid epoch, mean ± std (ddof=1) over seeds.", ""]
+    lines = _report_head(
+        out, "Token budget: MOTOR's item-representation size vs accuracy",
+        f"MOTOR runs over motor_num_subspaces M (tokens per item per modality) x motor_nbits "
+        f"(K = 2^nbits codewords per sub-space). L: tokens per item over all modalities; item params: "
+        f"token tables + Token Cross Network (the ID row: the item ID table); collisions: share of "
+        f"items whose token tuple another item has, per modality; test Recall@{K} / NDCG@{K} at the "
+        f"best-valid epoch, mean ± std (ddof=1) over seeds.")
     plots = []
     for dataset in dict.fromkeys(r.spec.dataset for r in runs):
         for model in dict.fromkeys(r.spec.model for r in runs if r.spec.dataset == dataset):
@@ -625,44 +673,32 @@ def token_budget_report(out: str, runs: Sequence[Run]) -> List[str]:
                       markdown_table(header, table), ""]
             if points:
                 plots.append((f"{model} on {dataset}", points))
-    lines += _failures_block(out, runs)
-    md = os.path.join(out, "token_budget.md")
-    benchmark.write_atomic(md, "\n".join(lines))
-    written = [md]
-    if plots:
-        png = os.path.join(out, "token_budget.png")
-        if _plot_token_budget(plots, png):
-            written.append(png)
-    return written
+    return _write_report(out, "token_budget", lines, runs, plots, _plot_token_budget)
 
 
 def _plot_token_budget(plots, path: str) -> bool:
-    fig = _figure(1, len(plots), 5.5, 4.0)
-    if fig is None:
-        _no_png(path)
-        return False
-    axes = fig.subplots(1, len(plots), squeeze=False)[0]
-    for ax, (title, points) in zip(axes, plots):
-        for nbits in sorted({p[1] for p in points if p[1] is not None}):
-            mine = sorted((p for p in points if p[1] == nbits and p[3] is not None), key=lambda p: p[2])
-            if not mine:
-                continue
-            ax.errorbar([p[2] for p in mine], [p[3] for p in mine], yerr=[p[4] for p in mine], marker="o",
-                        capsize=2, label=f"nbits {nbits}")
-            for p in mine:
-                ax.annotate(p[0].split("-")[0], (p[2], p[3]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        for p in points:
-            if p[1] is None and p[3] is not None:
-                ax.axhline(p[3], color="gray", linestyle="--", linewidth=1)
-                ax.plot([p[2]], [p[3]], "ks", label="ID table")
-        ax.set_xscale("log")
-        ax.set_xlabel("item-representation parameters")
-        ax.set_ylabel(f"test Recall@{K}")
-        ax.set_title(title)
-        ax.legend(fontsize=7)
-    fig.savefig(path, dpi=120)
-    return True
+    def draw(axes):
+        for ax, (title, points) in zip(axes[0], plots):
+            for nbits in sorted({p[1] for p in points if p[1] is not None}):
+                mine = sorted((p for p in points if p[1] == nbits and p[3] is not None), key=lambda p: p[2])
+                if not mine:
+                    continue
+                ax.errorbar([p[2] for p in mine], [p[3] for p in mine], yerr=[p[4] for p in mine],
+                            marker="o", capsize=2, label=f"nbits {nbits}")
+                for p in mine:
+                    ax.annotate(p[0].split("-")[0], (p[2], p[3]), fontsize=7, xytext=(3, 3),
+                                textcoords="offset points")
+            for p in points:
+                if p[1] is None and p[3] is not None:
+                    ax.axhline(p[3], color="gray", linestyle="--", linewidth=1)
+                    ax.plot([p[2]], [p[3]], "ks", label="ID table")
+            ax.set_xscale("log")
+            ax.set_xlabel("item-representation parameters")
+            ax.set_ylabel(f"test Recall@{K}")
+            ax.set_title(title)
+            ax.legend(fontsize=7)
+
+    return _save_png(path, 1, len(plots), 5.5, 4.0, draw)
 
 
 def _per_modality(values: Mapping[str, str]) -> str:
@@ -684,9 +720,8 @@ def _int_list(text: str, what: str) -> List[int]:
 
 
 def token_budget_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmrec-motor token-budget", allow_abbrev=False,
-                                     description="MOTOR over sub-spaces x nbits: item parameters vs accuracy.")
-    _common_arguments(parser, variants=False)
+    parser = _parser("token-budget", "MOTOR over sub-spaces x nbits: item parameters vs accuracy.",
+                     variants=False)
     parser.add_argument("--subspaces", default="2,4,8", help="motor_num_subspaces values (default 2,4,8)")
     parser.add_argument("--nbits", default="4,6,8", help="motor_nbits values (default 4,6,8)")
     parser.add_argument("--id-baseline", action="store_true", help="also run the ID variant (a reference row)")
@@ -695,10 +730,8 @@ def token_budget_main(argv: List[str]) -> int:
     models, datasets = benchmark.split_list(args.models, "-m"), benchmark.split_list(args.datasets, "-d")
     subspaces, nbits = _int_list(args.subspaces, "--subspaces"), _int_list(args.nbits, "--nbits")
     seeds = benchmark.parse_seeds(args.seeds)
-    check_data(models, datasets, seeds, args.out, overrides)
-    command = shlex.join(["mmrec-motor", "token-budget", *argv])
     variants = ["id", "motor"] if args.id_baseline else ["motor"]
-    benchmark.record_bench(args.out, command, models, datasets, variants, seeds, overrides)
+    _record("token-budget", argv, args.out, overrides, models, datasets, variants, seeds)
     runs = token_budget_runs(models, datasets, subspaces, nbits, seeds, args.id_baseline)
     outcome = run_all(runs, args.out, overrides)
     return finish(args.out, outcome, token_budget_report(args.out, runs))
@@ -708,16 +741,17 @@ def token_budget_main(argv: List[str]) -> int:
 
 def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
     """Write ``DIR/cold_start.md`` (and ``.png``) from the run JSONs; returns the paths."""
-    lines = ["# Inductive cold start: ID vs MOTOR on held-out items", ""] + _commands_block(out)
-    lines += [f"A seeded share (cold_item_ratio) of the items with interactions is held out of training: all "
-              f"their interactions are test interactions, train and valid keep none "
-              f"(mmrec_motor/data/cold.py; the draw uses cold_item_seed, by default the run's seed, so each "
-              f"seed holds out other items; users left without a training row are dropped from valid/test). "
-              f"Cold: test Recall@{K} / NDCG@{K} on the held-out items' test interactions only (users with "
-              f">= 1 of them; every item ranked, training items masked). All: the ordinary test metrics over "
-              f"all test interactions (held-out ones included). At the best-valid epoch; mean ± std (ddof=1) "
-              f"over seeds; Δ: relative change of the means, MOTOR vs ID. An ID backbone has only an "
-              f"untrained embedding row for a held-out item; MOTOR builds it from the item's tokens.", ""]
+    lines = _report_head(
+        out, "Inductive cold start: ID vs MOTOR on held-out items",
+        f"A seeded share (cold_item_ratio) of the items with interactions is held out of training: all "
+        f"their interactions are test interactions, train and valid keep none "
+        f"(mmrec_motor/data/cold.py; the draw uses cold_item_seed, by default the run's seed, so each "
+        f"seed holds out other items; users left without a training row are dropped from valid/test). "
+        f"Cold: test Recall@{K} / NDCG@{K} on the held-out items' test interactions only (users with "
+        f">= 1 of them; every item ranked, training items masked). All: the ordinary test metrics over "
+        f"all test interactions (held-out ones included). At the best-valid epoch; mean ± std (ddof=1) "
+        f"over seeds; Δ: relative change of the means, MOTOR vs ID. An ID backbone has only an "
+        f"untrained embedding row for a held-out item; MOTOR builds it from the item's tokens.")
     header = ["model", f"ID cold R@{K}", f"MOTOR cold R@{K}", "Δ", f"ID cold N@{K}", f"MOTOR cold N@{K}", "Δ",
               f"ID all R@{K}", f"MOTOR all R@{K}", "Δ", f"ID all N@{K}", f"MOTOR all N@{K}", "Δ", "seeds ID/MOTOR"]
     plots = []
@@ -754,49 +788,35 @@ def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
         lines += [f"## {dataset} (cold_item_ratio {ratio})", "", *(size_lines or ["No finished run."]), "",
                   markdown_table(header, table), ""]
         plots.append((dataset, bars))
-    lines += _failures_block(out, runs)
-    md = os.path.join(out, "cold_start.md")
-    benchmark.write_atomic(md, "\n".join(lines))
-    written = [md]
-    if plots:
-        png = os.path.join(out, "cold_start.png")
-        if _plot_cold_start(plots, png):
-            written.append(png)
-    return written
+    return _write_report(out, "cold_start", lines, runs, plots, _plot_cold_start)
 
 
 def _plot_cold_start(plots, path: str) -> bool:
-    fig = _figure(1, len(plots), 6.0, 3.8)
-    if fig is None:
-        _no_png(path)
-        return False
-    axes = fig.subplots(1, len(plots), squeeze=False)[0]
-    for ax, (dataset, bars) in zip(axes, plots):
-        models = list(bars)
-        x = np.arange(len(models))
-        keys = [("id", "cold_test"), ("motor", "cold_test"), ("id", "test"), ("motor", "test")]
-        width = 0.2
-        for j, key in enumerate(keys):
-            means = [bars[m][key][0] or 0.0 for m in models]
-            stds = [bars[m][key][1] for m in models]
-            ax.bar(x + (j - 1.5) * width, means, width, yerr=stds, capsize=2,
-                   label=f"{'ID' if key[0] == 'id' else 'MOTOR'} "
-                         f"{'held-out items' if key[1] == 'cold_test' else 'all items'}",
-                   color="C0" if key[0] == "id" else "C1", hatch="//" if key[0] == "motor" else None,
-                   alpha=1.0 if key[1] == "cold_test" else 0.45)
-        ax.set_xticks(x)
-        ax.set_xticklabels(models)
-        ax.set_ylabel(f"test Recall@{K}")
-        ax.set_title(f"{dataset}: inductive cold start")
-        ax.legend(fontsize=7)
-    fig.savefig(path, dpi=120)
-    return True
+    def draw(axes):
+        for ax, (dataset, bars) in zip(axes[0], plots):
+            models = list(bars)
+            x = np.arange(len(models))
+            keys = [("id", "cold_test"), ("motor", "cold_test"), ("id", "test"), ("motor", "test")]
+            width = 0.2
+            for j, key in enumerate(keys):
+                means = [bars[m][key][0] or 0.0 for m in models]
+                stds = [bars[m][key][1] for m in models]
+                ax.bar(x + (j - 1.5) * width, means, width, yerr=stds, capsize=2,
+                       label=f"{_variant_label(key[0])} "
+                             f"{'held-out items' if key[1] == 'cold_test' else 'all items'}",
+                       color="C0" if key[0] == "id" else "C1", hatch="//" if key[0] == "motor" else None,
+                       alpha=1.0 if key[1] == "cold_test" else 0.45)
+            ax.set_xticks(x)
+            ax.set_xticklabels(models)
+            ax.set_ylabel(f"test Recall@{K}")
+            ax.set_title(f"{dataset}: inductive cold start")
+            ax.legend(fontsize=7)
+
+    return _save_png(path, 1, len(plots), 6.0, 3.8, draw)
 
 
 def cold_start_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmrec-motor cold-start", allow_abbrev=False,
-                                     description="ID vs MOTOR on items held out of training.")
-    _common_arguments(parser)
+    parser = _parser("cold-start", "ID vs MOTOR on items held out of training.")
     parser.add_argument("--ratio", type=float, default=0.1,
                         help="cold_item_ratio: share of the interacted items held out (default 0.1)")
     args, rest = parser.parse_known_args(argv)
@@ -804,12 +824,7 @@ def cold_start_main(argv: List[str]) -> int:
     if not 0 < args.ratio < 1:
         raise ConfigError(f"--ratio must be in (0, 1), got {args.ratio}")
     overrides["cold_item_ratio"] = args.ratio
-    models, datasets = benchmark.split_list(args.models, "-m"), benchmark.split_list(args.datasets, "-d")
-    variants, seeds = benchmark.parse_variants(args.variants), benchmark.parse_seeds(args.seeds)
-    check_data(models, datasets, seeds, args.out, overrides)
-    command = shlex.join(["mmrec-motor", "cold-start", *argv])
-    benchmark.record_bench(args.out, command, models, datasets, variants, seeds, overrides)
-    runs = [Run(spec) for spec in benchmark.plan(models, datasets, variants, seeds)]
+    runs = _id_motor_runs("cold-start", argv, args, overrides)
     outcome = run_all(runs, args.out, overrides)
     paths = benchmark.write_reports(args.out)
     return finish(args.out, outcome, cold_start_report(args.out, runs) + [paths["csv"], paths["summary"]])
