@@ -33,9 +33,9 @@ Differences from MMRec's port:
 import torch
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.dualgnn import (ModalityGCN, graph_cache_dir, interaction_graph, log2_bpr,
-                                        modality_weights, user_cooccurrence_graph)
-from mmrec_motor.models.graphs import cached_graph, fingerprint, knn_graph
+from mmrec_motor.models.dualgnn import (ModalityGCN, interaction_graph, log2_bpr, modality_weights,
+                                        user_cooccurrence_graph)
+from mmrec_motor.models.graphs import cached_graph, fingerprint, graph_cache_dir, knn_graph
 
 
 class DRAGON(GeneralRecommender):

@@ -27,7 +27,6 @@ Differences from MMRec's port:
     its forward or loss ('weighted_sum' construction); they are left out.
   * ``full_sort_predict`` recomputes the representations with the current parameters.
 """
-import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,17 +35,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.graphs import (cached_graph, cooccurrence_topk_graph, fingerprint,
+from mmrec_motor.models.graphs import (cached_graph, cooccurrence_topk_graph, fingerprint, graph_cache_dir,
                                        normalized_interaction_graph, to_sparse_tensor)
 
 LN2 = float(np.log(2.0))
-
-
-def graph_cache_dir(config):
-    cache_dir = config["graph_cache_dir"]
-    if cache_dir is None:
-        cache_dir = os.path.join(config["data_path"], config["dataset"], "graph_cache")
-    return cache_dir
 
 
 def interaction_graph(inter: sp.coo_matrix, n_users: int, n_items: int, aggr_mode: str, device):

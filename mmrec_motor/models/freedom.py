@@ -15,15 +15,14 @@ Loss: BPR(u, i+, i-) on the outputs + reg_weight * (BPR with the projected featu
 W_v v_i and W_t t_i as item vectors), the raw feature tables being trainable as in the paper's code.
 Evaluation ranks with the unpruned graph.
 """
-import os
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.graphs import (bipartite_edge_norm, cached_graph, fingerprint, knn_graph,
-                                       normalized_interaction_graph, to_sparse_tensor)
+from mmrec_motor.models.graphs import (bipartite_edge_norm, cached_graph, fingerprint, graph_cache_dir,
+                                       knn_graph, normalized_interaction_graph, to_sparse_tensor)
 
 
 def _bpr(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -66,9 +65,7 @@ class FREEDOM(GeneralRecommender):
     def _item_graph(self, config) -> torch.Tensor:
         """The frozen modality graph, from the cache when the same features and parameters built it."""
         modalities = "".join(m for m, f in (("v", self.v_feat), ("t", self.t_feat)) if f is not None)
-        cache_dir = config["graph_cache_dir"]
-        if cache_dir is None:
-            cache_dir = os.path.join(config["data_path"], config["dataset"], "graph_cache")
+        cache_dir = graph_cache_dir(config)
         weight = self.mm_image_weight if modalities == "vt" else 1.0
 
         def build() -> torch.Tensor:

@@ -92,6 +92,14 @@ def fingerprint(*arrays: Optional[torch.Tensor]) -> str:
     return digest.hexdigest()[:12]
 
 
+def graph_cache_dir(config) -> str:
+    """``graph_cache_dir`` from the config, by default ``<data_path>/<dataset>/graph_cache``."""
+    cache_dir = config["graph_cache_dir"]
+    if cache_dir is None:
+        cache_dir = os.path.join(config["data_path"], config["dataset"], "graph_cache")
+    return cache_dir
+
+
 def cached_graph(cache_dir: Optional[str], name_parts: Sequence, build, device) -> torch.Tensor:
     """Load the sparse graph named by ``name_parts`` from ``cache_dir`` or build and save it.
 

@@ -40,7 +40,6 @@ similarities with gradient keep two gathered [I k, f] blocks per modality for ba
 Baby, 118 MB on Clothing per modality at k = 10, f = 64), and A E_i is a sparse product of
 O(I k d) work instead of I^2 d.
 """
-import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.graphs import (cached_graph, cosine_knn_edges, fingerprint,
+from mmrec_motor.models.graphs import (cached_graph, cosine_knn_edges, fingerprint, graph_cache_dir,
                                        sym_normalize_edges, to_sparse_tensor, weighted_knn_graph)
 
 MODALITIES = ("v", "t")
@@ -109,9 +108,7 @@ class LATTICE(GeneralRecommender):
             self.text_trs = nn.Linear(self.t_feat.shape[1], self.feat_embed_dim)
         self.modal_weight = nn.Parameter(torch.tensor([0.5, 0.5]))
 
-        cache_dir = config["graph_cache_dir"]
-        if cache_dir is None:
-            cache_dir = os.path.join(config["data_path"], config["dataset"], "graph_cache")
+        cache_dir = graph_cache_dir(config)
         self.original_adj = {}
         for m in self.modalities:
             feat = self.v_feat if m == "v" else self.t_feat
@@ -137,7 +134,7 @@ class LATTICE(GeneralRecommender):
         mix = torch.softmax(self.modal_weight, dim=0)
         weights = ({m: mix[i] for i, m in enumerate(MODALITIES)} if len(self.modalities) == 2
                    else {self.modalities[0]: None})
-        rows, cols, learned, original = [], [], [], []
+        rows, cols, learned = [], [], []
         for m in self.modalities:
             r, c, s = cosine_knn_edges(self._projected(m), self.knn_k)
             rows.append(r)

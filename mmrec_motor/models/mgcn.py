@@ -21,15 +21,14 @@ Loss: BPR on the outputs + reg_weight * (|u|^2 + |i+|^2 + |i-|^2) / (2 * train_b
 Evaluation ranks with the outputs of a forward on the current parameters (as MMRec does).
 Both modalities are required (the fuser mixes exactly two views), as in MMRec.
 """
-import os
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.graphs import (cached_graph, fingerprint, normalized_interaction_graph,
-                                       to_sparse_tensor, weighted_knn_graph)
+from mmrec_motor.models.graphs import (cached_graph, fingerprint, graph_cache_dir,
+                                       normalized_interaction_graph, to_sparse_tensor, weighted_knn_graph)
 
 CL_TEMPERATURE = 0.2
 
@@ -74,9 +73,7 @@ class MGCN(GeneralRecommender):
         self.gate_image_prefer = nn.Sequential(nn.Linear(d, d), nn.Sigmoid())
         self.gate_text_prefer = nn.Sequential(nn.Linear(d, d), nn.Sigmoid())
 
-        cache_dir = config["graph_cache_dir"]
-        if cache_dir is None:
-            cache_dir = os.path.join(config["data_path"], config["dataset"], "graph_cache")
+        cache_dir = graph_cache_dir(config)
 
         def modality_graph(name: str, feat: torch.Tensor) -> torch.Tensor:
             parts = ["wknn_sym", name, f"k{self.knn_k}", fingerprint(feat)]
