@@ -6,7 +6,7 @@ numbers in docs/benchmarks.md ("MMRec's defaults, no grid").
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping
 
 import numpy as np
 

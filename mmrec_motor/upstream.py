@@ -29,7 +29,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 #: the MMRec commit the patch series was made against (github.com/enoche/MMRec)
 PINNED_COMMIT = "e775373b3ab1354a92165b0885ce4ab3dc4d7497"
