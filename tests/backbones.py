@@ -2,6 +2,10 @@
 with pinned grid keys (and a refused --motor run), the checks of a run's result file, MOTOR's
 parameter identity, a few training steps, and the check that evaluation reads the current parameters.
 
+Devices: a model lives on its config's device (cuda:0 under MMREC_MOTOR_TEST_GPU=1, else the CPU).
+Batches and other tensors are made on the CPU (the same values on every device) and moved to the
+model with `to_model(model, tensor)`; train_steps and check_scores_follow_parameters do it themselves.
+
 Plain functions; the fixtures they take as arguments (tmp_path, run_dirs, capsys) come from pytest
 and conftest.py. Every expectation a backbone derives by hand (parameter formulas, table sizes, error
 messages) stays in its own test file and is passed in.
@@ -107,15 +111,25 @@ def motor_delta(item, joint=False):
     return - item["id_table_params"] + item["params"] + extra
 
 
+def device_of(model):
+    """The device the model's parameters live on (its config's "device")."""
+    return next(model.parameters()).device
+
+
+def to_model(model, tensor):
+    """`tensor` on the device of `model`'s parameters."""
+    return tensor.to(device_of(model))
+
+
 def toy_batch(data, negatives=True):
-    """A fixed batch: users 0-3, the first four training items, negatives 5-8 (left out without
-    `negatives`)."""
+    """A fixed batch on the CPU: users 0-3, the first four training items, negatives 5-8 (left out
+    without `negatives`)."""
     rows = [[0, 1, 2, 3], data.train.items[:4].tolist()] + ([[5, 6, 7, 8]] if negatives else [])
     return torch.tensor(rows)
 
 
 def random_batch(generator, n_users, n_items, n=64):
-    """A [3, n] batch of random users, positives and negatives drawn from `generator`."""
+    """A [3, n] batch of random users, positives and negatives drawn from `generator` (on the CPU)."""
     return torch.stack([torch.randint(0, n_users, (n,), generator=generator),
                         torch.randint(0, n_items, (n,), generator=generator),
                         torch.randint(0, n_items, (n,), generator=generator)])
@@ -123,13 +137,14 @@ def random_batch(generator, n_users, n_items, n=64):
 
 def train_steps(model, config, batches, steps=3, pre_epoch=False):
     """`steps` optimiser steps (build_optimizer(config, model)) on model.calculate_loss, each loss
-    finite. `batches`: the batch of every step, or a function called for a new one at each step.
-    With `pre_epoch`, model.pre_epoch_processing() runs before the first step."""
+    finite. `batches`: the batch of every step, or a function called for a new one at each step;
+    each is moved to the model's device. With `pre_epoch`, model.pre_epoch_processing() runs before
+    the first step."""
     optimizer = build_optimizer(config, model)
     for step in range(steps):
         if pre_epoch and step == 0:
             model.pre_epoch_processing()
-        batch = batches() if callable(batches) else batches
+        batch = to_model(model, batches() if callable(batches) else batches)
         optimizer.zero_grad()
         loss = model.calculate_loss(batch)
         assert torch.isfinite(loss)
@@ -142,9 +157,10 @@ def check_scores_follow_parameters(model, n_items, perturbations, predict=None, 
     """Evaluation reads the current parameters. In eval mode and without gradients, the scores of
     users 0-9 (`predict(users)`, by default model.full_sort_predict((users,))) are [10, n_items]
     (and finite, with `finite`); `inspect(scores, users)`, if given, checks them further; then each
-    of `perturbations` (functions that change a parameter in place) must change the scores."""
+    of `perturbations` (functions that change a parameter in place) must change the scores. The users
+    are on the model's device, and so are the scores."""
     model.eval()
-    users = torch.arange(10)
+    users = torch.arange(10, device=device_of(model))
     if predict is None:
         def predict(users):
             return model.full_sort_predict((users,))

@@ -1,4 +1,10 @@
-"""Shared fixtures: the real data folder, small generated datasets, quiet torch threads."""
+"""Shared fixtures: the real data folder, small generated datasets, quiet torch threads, the device.
+
+The suite runs on the CPU by default (deterministic, as CI), although configs/overall.yaml says
+``use_gpu: True``: ``run_dirs`` (and ``device_overrides()`` for configs built without it) carry
+``use_gpu: False``. ``MMREC_MOTOR_TEST_GPU=1 python -m pytest -q tests`` runs it on CUDA where there is
+one (``use_gpu: True``); tests that set ``use_gpu`` themselves keep their value.
+"""
 import os
 from pathlib import Path
 
@@ -24,11 +30,23 @@ def require_shared(name: str) -> Path:
     return folder
 
 
+def use_gpu() -> bool:
+    """True only when the environment asks for the GPU: MMREC_MOTOR_TEST_GPU=1."""
+    return os.environ.get("MMREC_MOTOR_TEST_GPU") == "1"
+
+
+def device_overrides() -> dict:
+    """The override that picks the tests' device: {"use_gpu": use_gpu()} (CPU unless opted in)."""
+    return {"use_gpu": use_gpu()}
+
+
 @pytest.fixture
 def run_dirs(tmp_path):
-    """Override keys that keep every file a run writes inside tmp_path."""
+    """Override keys that keep every file a run writes inside tmp_path, and the device
+    (device_overrides: CPU unless MMREC_MOTOR_TEST_GPU=1)."""
     return {"log_dir": str(tmp_path / "log"), "checkpoint_dir": str(tmp_path / "saved"),
-            "graph_cache_dir": str(tmp_path / "graphs"), "motor_cache_dir": str(tmp_path / "tokens")}
+            "graph_cache_dir": str(tmp_path / "graphs"), "motor_cache_dir": str(tmp_path / "tokens"),
+            **device_overrides()}
 
 
 def write_inter(folder: Path, name: str, rows, header="userID\titemID\trating\ttimestamp\tx_label"):

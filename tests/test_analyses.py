@@ -164,8 +164,9 @@ def test_motor_scores_held_out_items_and_reports_cold_test(tmp_path, run_dirs):
     model, _ = build_model(config, data)
     model.eval()
     with torch.no_grad():
-        scores = model.full_sort_predict([torch.arange(8)])[:, torch.from_numpy(data.cold_items)]
-        rows = model.item_id_embedding.weight[torch.from_numpy(data.cold_items)]
+        cold = torch.from_numpy(data.cold_items).to(config["device"])
+        scores = model.full_sort_predict([torch.arange(8, device=config["device"])])[:, cold]
+        rows = model.item_id_embedding.weight[cold]
     assert torch.isfinite(scores).all() and torch.isfinite(rows).all()
     assert len(torch.unique(rows, dim=0)) == len(data.cold_items)   # each held-out item its own row
 
@@ -182,7 +183,7 @@ def test_motor_scores_held_out_items_and_reports_cold_test(tmp_path, run_dirs):
 # -------------------------------------------------------------------------------- subcommands
 
 def common(tmp_path, run_dirs):
-    caches = {k: run_dirs[k] for k in ("graph_cache_dir", "motor_cache_dir")}
+    caches = {k: run_dirs[k] for k in ("graph_cache_dir", "motor_cache_dir", "use_gpu")}
     extra = {"data_path": tmp_path / "data", "epochs": 2, "num_threads": 1, **caches}
     return [f"--{k}={v}" for k, v in extra.items()]
 

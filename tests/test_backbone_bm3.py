@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.quick_start import build_model, count_parameters, load_data
 from tests.backbones import (build, check_id_table_run, check_scores_follow_parameters, motor_delta,
-                             toy_batch, toy_config, train_steps, train_toy)
+                             to_model, toy_batch, toy_config, train_steps, train_toy)
 
 MODEL = "BM3"
 PINNED = {"n_layers": 1, "reg_weight": 0.1, "dropout": 0.3}
@@ -23,7 +23,8 @@ def test_batches_are_users_and_positives(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs)
     assert config["use_neg_sampling"] is False
     data = load_data(config)
-    sampler = BPRSampler(data.train, data.n_items, 64, seed=1, with_negatives=bool(config["use_neg_sampling"]))
+    sampler = BPRSampler(data.train, data.n_items, 64, seed=1, device=config["device"],
+                         with_negatives=bool(config["use_neg_sampling"]))
     batch = next(iter(sampler))
     assert batch.shape == (2, 64)
     model, _ = build_model(config, data)
@@ -63,7 +64,8 @@ def test_batch_loss_equals_full_table_loss(tmp_path, run_dirs):
     """Without dropout the loss on the batch's distinct rows equals the paper's full-table loss."""
     config = make_config(tmp_path, run_dirs, dropout=0.0)
     _, model, _ = build(config)
-    users, items = torch.tensor([0, 1, 2, 1, 5]), torch.tensor([10, 11, 10, 12, 13])
+    users = to_model(model, torch.tensor([0, 1, 2, 1, 5]))
+    items = to_model(model, torch.tensor([10, 11, 10, 12, 13]))
     user_out, item_out = model.forward()
     g = model.predictor
 

@@ -7,7 +7,7 @@ import torch
 
 from mmrec_motor.models.graphs import knn_graph
 from tests.backbones import (build, check_motor_refused, check_scores_follow_parameters, n_parameters,
-                             random_batch, toy_config, train_steps, train_toy)
+                             random_batch, to_model, toy_config, train_steps, train_toy)
 
 MODEL = "DRAGON"
 PINNED = {"reg_weight": 0.001, "learning_rate": 0.001, "aggr_mode": "add"}
@@ -50,8 +50,9 @@ def test_one_modality(tmp_path, run_dirs):
     assert model.v_feat is None and n_parameters(model) == expected_params((DT,))
     assert torch.allclose(model.mm_adj.to_dense(), knn_graph(model.t_feat, 10).to_dense())
     assert list((tmp_path / "graphs").glob("dragon_mm_adj_k10_w1_t_*.pt"))
-    assert torch.isfinite(model.calculate_loss(random_batch(torch.Generator().manual_seed(0), U, I)))
-    assert model.full_sort_predict([torch.tensor([0, 1])]).shape == (2, I)
+    batch = to_model(model, random_batch(torch.Generator().manual_seed(0), U, I))
+    assert torch.isfinite(model.calculate_loss(batch))
+    assert model.full_sort_predict([to_model(model, torch.tensor([0, 1]))]).shape == (2, I)
 
 
 def test_evaluation_uses_current_parameters(tmp_path, run_dirs):
@@ -60,4 +61,5 @@ def test_evaluation_uses_current_parameters(tmp_path, run_dirs):
     generator = torch.Generator().manual_seed(0)
     train_steps(model, config, lambda: random_batch(generator, U, I))
     check_scores_follow_parameters(model, I, [
-        lambda: model.t_gcn.preference.add_(0.5 * torch.randn(U, D, generator=generator))], finite=False)
+        lambda: model.t_gcn.preference.add_(to_model(model, 0.5 * torch.randn(U, D, generator=generator)))],
+        finite=False)

@@ -8,7 +8,7 @@ import torch
 
 from mmrec_motor.quick_start import build_model
 from tests.backbones import (build, check_motor_refused, check_scores_follow_parameters, n_parameters,
-                             random_batch, toy_config, train_steps, train_toy)
+                             random_batch, to_model, toy_config, train_steps, train_toy)
 
 MODEL = "DualGNN"
 PINNED = {"reg_weight": 0.001, "learning_rate": 0.001, "aggr_mode": "add"}
@@ -45,14 +45,15 @@ def test_one_modality(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs, text_feature_file="")
     data, model, _ = build(config)
     assert model.t_feat is None and n_parameters(model) == expected_params((DV,))
-    assert torch.isfinite(model.calculate_loss(random_batch(torch.Generator().manual_seed(0), U, I)))
-    assert model.full_sort_predict([torch.tensor([0, 1])]).shape == (2, I)
+    batch = to_model(model, random_batch(torch.Generator().manual_seed(0), U, I))
+    assert torch.isfinite(model.calculate_loss(batch))
+    assert model.full_sort_predict([to_model(model, torch.tensor([0, 1]))]).shape == (2, I)
 
 
 def test_user_graph_is_top_k_cooccurrence_and_cached(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs)
     data, model, _ = build(config)
-    graph = model.user_graph.to_dense()
+    graph = model.user_graph.to_dense().cpu()
     R = data.inter_matrix(form="csr").toarray()
     counts = R @ R.T
     np.fill_diagonal(counts, 0)
@@ -68,7 +69,7 @@ def test_user_graph_is_top_k_cooccurrence_and_cached(tmp_path, run_dirs):
     stamp = files[0].stat().st_mtime_ns
     again, _ = build_model(config, data)                    # read back from the cache
     assert files[0].stat().st_mtime_ns == stamp
-    assert torch.equal(again.user_graph.to_dense(), graph)
+    assert torch.equal(again.user_graph.to_dense().cpu(), graph)
 
 
 def test_evaluation_uses_current_parameters(tmp_path, run_dirs):
@@ -77,4 +78,5 @@ def test_evaluation_uses_current_parameters(tmp_path, run_dirs):
     generator = torch.Generator().manual_seed(0)
     train_steps(model, config, lambda: random_batch(generator, U, I))
     check_scores_follow_parameters(model, I, [
-        lambda: model.v_gcn.preference.add_(0.5 * torch.randn(U, D, generator=generator))], finite=False)
+        lambda: model.v_gcn.preference.add_(to_model(model, 0.5 * torch.randn(U, D, generator=generator)))],
+        finite=False)

@@ -8,7 +8,7 @@ import torch
 from mmrec_motor.models.grcn import segment_softmax
 from mmrec_motor.quick_start import build_model
 from tests.backbones import (build, check_joint_table_run, check_scores_follow_parameters, motor_delta,
-                             n_parameters, random_batch, toy_config, train_steps, train_toy)
+                             n_parameters, random_batch, to_model, toy_config, train_steps, train_toy)
 
 MODEL = "GRCN"
 PINNED = {"reg_weight": 0.001, "learning_rate": 0.001}
@@ -51,9 +51,9 @@ def test_one_modality(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs, vision_feature_file="")
     data, model, _ = build(config)
     assert model.v_feat is None and n_parameters(model) == expected_params((DT,))
-    loss = model.calculate_loss(random_batch(torch.Generator().manual_seed(0), U, I))
+    loss = model.calculate_loss(to_model(model, random_batch(torch.Generator().manual_seed(0), U, I)))
     assert torch.isfinite(loss)
-    assert model.full_sort_predict([torch.tensor([0, 1])]).shape == (2, I)
+    assert model.full_sort_predict([to_model(model, torch.tensor([0, 1]))]).shape == (2, I)
 
 
 def test_segment_softmax_matches_a_loop():
@@ -67,7 +67,7 @@ def test_segment_softmax_matches_a_loop():
 def test_refined_edge_weights_get_gradients_and_prototypes_route(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs)
     _, model, _ = build(config)
-    model.calculate_loss(random_batch(torch.Generator().manual_seed(1), U, I)).backward()
+    model.calculate_loss(to_model(model, random_batch(torch.Generator().manual_seed(1), U, I))).backward()
     # the confidences only reach the loss through the sparse edge weights of the ID graph
     assert model.model_specific_conf.grad is not None and model.model_specific_conf.grad.abs().sum() > 0
     # routing moves the user prototypes away from normalize(P)
@@ -85,5 +85,5 @@ def test_evaluation_uses_current_parameters(tmp_path, run_dirs):
     train_steps(model, config, lambda: random_batch(generator, U, I))
     assert not torch.equal(before, model.id_gcn.id_embedding.detach())
     check_scores_follow_parameters(model, I, [
-        lambda: model.id_gcn.id_embedding[:U].add_(0.5 * torch.randn(U, D, generator=generator))],
+        lambda: model.id_gcn.id_embedding[:U].add_(to_model(model, 0.5 * torch.randn(U, D, generator=generator)))],
         finite=False)

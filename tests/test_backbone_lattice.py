@@ -7,7 +7,7 @@ import torch
 
 from mmrec_motor.quick_start import build_model, count_parameters
 from tests.backbones import (build, check_id_table_run, check_scores_follow_parameters, motor_delta,
-                             toy_batch, toy_config, train_steps, train_toy)
+                             to_model, toy_batch, toy_config, train_steps, train_toy)
 
 MODEL = "LATTICE"
 PINNED = {"reg_weight": 1e-4, "learning_rate": 0.001}
@@ -92,4 +92,4 @@ def test_other_cf_models_and_one_modality(tmp_path, run_dirs, cf_model):
     train_steps(model, config, toy_batch(data), steps=2, pre_epoch=True)
     model.eval()
     with torch.no_grad():
-        assert torch.isfinite(model.full_sort_predict((torch.arange(5),))).all()
+        assert torch.isfinite(model.full_sort_predict((to_model(model, torch.arange(5)),))).all()

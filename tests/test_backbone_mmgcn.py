@@ -6,7 +6,7 @@ import torch
 
 from mmrec_motor.quick_start import build_model
 from tests.backbones import (build, check_joint_table_run, check_scores_follow_parameters, motor_delta,
-                             n_parameters, random_batch, toy_config, train_steps, train_toy)
+                             n_parameters, random_batch, to_model, toy_config, train_steps, train_toy)
 
 MODEL = "MMGCN"
 PINNED = {"reg_weight": 0.001, "learning_rate": 0.001}
@@ -60,9 +60,9 @@ def test_one_modality(tmp_path, run_dirs):
     config = make_config(tmp_path, run_dirs, vision_feature_file="")
     data, model, _ = build(config)
     assert model.v_feat is None and n_parameters(model) == expected_params(with_v=False)
-    loss = model.calculate_loss(torch.tensor([[0, 1], [data.train.items[0], 3], [5, 6]]))
+    loss = model.calculate_loss(to_model(model, torch.tensor([[0, 1], [data.train.items[0], 3], [5, 6]])))
     assert torch.isfinite(loss)
-    assert model.full_sort_predict([torch.tensor([0, 1])]).shape == (2, I)
+    assert model.full_sort_predict([to_model(model, torch.tensor([0, 1]))]).shape == (2, I)
 
 
 def test_evaluation_uses_current_parameters(tmp_path, run_dirs):
@@ -73,4 +73,5 @@ def test_evaluation_uses_current_parameters(tmp_path, run_dirs):
     train_steps(model, config, lambda: random_batch(generator, U, I))
     assert not torch.equal(before, model.id_embedding.detach())   # the ID table is trained
     check_scores_follow_parameters(model, I, [
-        lambda: model.id_embedding[:U].add_(0.5 * torch.randn(U, D, generator=generator))], finite=False)
+        lambda: model.id_embedding[:U].add_(to_model(model, 0.5 * torch.randn(U, D, generator=generator)))],
+        finite=False)

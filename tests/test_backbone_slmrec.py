@@ -7,7 +7,7 @@ import torch
 
 from mmrec_motor.quick_start import build_model, count_parameters
 from tests.backbones import (build, check_id_table_run, check_scores_follow_parameters, motor_delta,
-                             toy_batch, toy_config, train_steps, train_toy)
+                             to_model, toy_batch, toy_config, train_steps, train_toy)
 
 MODEL = "SLMRec"
 PINNED = {"learning_rate": 0.001, "ssl_temp": 0.2, "ssl_alpha": 0.1, "reg": 0.001}
@@ -36,7 +36,7 @@ def test_parameter_count_by_hand(tmp_path, run_dirs):
     mmodel, mitem = build_model(make_config(tmp_path, run_dirs, motor=True), data)
     assert count_parameters(mmodel)["total"] == expected + motor_delta(mitem)
     assert mmodel.embedding_item.weight.shape == (I, d)
-    assert mmodel.embedding_item(torch.tensor([0, 5])).shape == (2, d)
+    assert mmodel.embedding_item(to_model(mmodel, torch.tensor([0, 5]))).shape == (2, d)
 
 
 @pytest.mark.parametrize("motor", [False, True])
@@ -88,14 +88,14 @@ def test_one_modality(tmp_path, run_dirs, absent, fusion):
     assert model.embedding_item_after_GCN.in_features == expected_in
     train_steps(model, config, toy_batch(data), steps=2)
     with torch.no_grad():
-        assert torch.isfinite(model.full_sort_predict((torch.arange(5),))).all()
+        assert torch.isfinite(model.full_sort_predict((to_model(model, torch.arange(5)),))).all()
 
 
 @pytest.mark.parametrize("adj_type", ["plain", "norm", "gcmc", "pre", "mean"])
 def test_adjacency_types(tmp_path, run_dirs, adj_type):
     config = make_config(tmp_path, run_dirs, adj_type=adj_type)
     data, model, _ = build(config)
-    dense = model.norm_adj.to_dense()
+    dense = model.norm_adj.to_dense().cpu()
     n = data.n_users + data.n_items
     inter = torch.zeros(n, n)
     coo = data.inter_matrix(form="coo")

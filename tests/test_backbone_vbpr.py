@@ -7,7 +7,7 @@ import torch
 
 from mmrec_motor.quick_start import build_model, count_parameters
 from tests.backbones import (build, check_id_table_run, check_scores_follow_parameters, motor_delta,
-                             toy_batch, toy_config, train_steps, train_toy)
+                             to_model, toy_batch, toy_config, train_steps, train_toy)
 
 MODEL = "VBPR"
 PINNED = {"reg_weight": 1e-4}
@@ -53,7 +53,7 @@ def test_batch_loss_equals_full_table_loss(tmp_path, run_dirs):
 
     config = make_config(tmp_path, run_dirs)
     _, model, _ = build(config)
-    batch = torch.tensor([[0, 1, 2, 3], [10, 11, 10, 12], [11, 13, 14, 10]])
+    batch = to_model(model, torch.tensor([[0, 1, 2, 3], [10, 11, 10, 12], [11, 13, 14, 10]]))
     user_e, item_e = model.forward()
     u, p, n = user_e[batch[0]], item_e[batch[1]], item_e[batch[2]]
     full = bpr_loss((u * p).sum(1), (u * n).sum(1)) + 1e-4 * emb_loss(u, p, n)

@@ -26,7 +26,7 @@ def counted_runs(monkeypatch):
 
 
 def bench_args(tmp_path, run_dirs, out, models, variants, seeds):
-    caches = {k: run_dirs[k] for k in ("graph_cache_dir", "motor_cache_dir")}
+    caches = {k: run_dirs[k] for k in ("graph_cache_dir", "motor_cache_dir", "use_gpu")}
     extra = {"data_path": tmp_path / "data", "epochs": 2, "num_threads": 1, **caches}
     return (["bench", "-m", models, "-d", "toy", "--variants", variants, "--seeds", seeds, "--out", str(out)]
             + [f"--{k}={v}" for k, v in extra.items()])

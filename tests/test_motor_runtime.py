@@ -38,7 +38,7 @@ def test_motorize_replaces_the_id_table(tmp_path, run_dirs, model_name, table):
     # one training step moves the item representation
     before = getattr(model, table).weight.detach().clone()
     batch = torch.tensor([[0, 1, 2], [data.train.items[0], data.train.items[1], data.train.items[2]],
-                          [5, 6, 7]])
+                          [5, 6, 7]], device=config["device"])
     model.pre_epoch_processing()
     optimizer.zero_grad()
     model.calculate_loss(batch).backward()
