@@ -165,11 +165,13 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         sampler.set_state(state["sampler_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        # torch.load's map_location moved the generator states to the run's device; the setters
+        # take CPU byte tensors.
+        torch.set_rng_state(state["torch_rng"].cpu())
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
 
     def _load_last(self, last_path: str) -> Optional[dict]:
         """The training state in ``last_path``; None (warning: start over) when it belongs to another

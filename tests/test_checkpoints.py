@@ -18,7 +18,7 @@ from mmrec_motor.cli import main
 from mmrec_motor.config import Config
 from mmrec_motor.data.toy import ensure_toy
 from mmrec_motor.trainer import _atomic_save
-from tests.conftest import REPO
+from tests.conftest import REPO, device_overrides
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def toy_data(tmp_path_factory):
 
 def bpr_args(toy_data, checkpoint_dir, result_file, tmp_path, **extra):
     values = {"data_path": toy_data, "checkpoint_dir": checkpoint_dir, "result_file": result_file,
-              "log_dir": tmp_path / "log", "reg_weight": 1e-4, "num_threads": 1, **extra}
+              "log_dir": tmp_path / "log", "reg_weight": 1e-4, "num_threads": 1, **device_overrides(), **extra}
     return ["-m", "BPR", "-d", "toy"] + [f"--{k}={v}" for k, v in values.items()]
 
 
@@ -166,7 +166,8 @@ def test_outputs_are_all_or_nothing(tmp_path, toy_data, monkeypatch):
     out, top = tmp_path / "out" / "r.json", tmp_path / "out" / "top.tsv"
     config = Config("BPR", "toy", {"data_path": str(toy_data), "epochs": 1, "reg_weight": 1e-4,
                                    "result_file": str(out), "topk_file": str(top), "verbose": False,
-                                   "log_dir": None, "checkpoint_dir": str(tmp_path / "saved")})
+                                   "log_dir": None, "checkpoint_dir": str(tmp_path / "saved"),
+                                   **device_overrides()})
 
     def broken_dump(payload, handle, **kwargs):
         handle.write('{"partial": ')
