@@ -60,7 +60,8 @@ def test_evaluation_uses_current_parameters(tmp_path, run_dirs, motor):
         return model.full_sort_predict((users,))
 
     def repeatable(before, users):
-        assert torch.equal(before, scores(users))
+        # Exact on CPU; CUDA's sparse products sum in a varying order, so allow float32 rounding.
+        torch.testing.assert_close(scores(users), before)
 
     check_scores_follow_parameters(model, data.n_items, [lambda: model.user_embedding.weight.add_(0.1),
                                                          lambda: model.v_hyper.add_(0.1)],
