@@ -18,8 +18,8 @@ batch rows + sum_m mean P_m[u]^2 over the batch users + mean P_image^2 over all 
 term as in MMRec, which adds it for the image modality only).
 
 All graph operations are per-edge gathers, a segment softmax (scatter max / index_add) and
-torch.sparse.mm with the edge weights as values, which carries gradients to them (MMRec uses
-torch_geometric's message passing). Differences from MMRec's port:
+weighted index_add propagation (:func:`propagate`), which carries gradients to the edge weights
+(MMRec uses torch_geometric's message passing). Differences from MMRec's port:
   * routing: MMRec's edge list points user -> item, so its routing messages reach the items and the
     user rows it reads back are zero (the prototypes never move). Here the messages go item -> user as
     in the paper's routing.
@@ -45,10 +45,15 @@ def segment_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments: in
     return exp / total[segments]
 
 
-def _weighted(dst: torch.Tensor, src: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
-    """Sparse [size] matrix with M[dst, src] = values; (dst, src) must be sorted and distinct."""
-    return torch.sparse_coo_tensor(torch.stack([dst, src]), values, size, is_coalesced=True,
-                                   check_invariants=False)
+def propagate(dst: torch.Tensor, src: torch.Tensor, weights: torch.Tensor, x: torch.Tensor,
+              n_out: int) -> torch.Tensor:
+    """out[n] = sum over the edges e = (j -> n) of weights[e] * x[j]: [n_out, d].
+
+    The product of the weighted sparse matrix with ``x`` as a gather and an index_add: the gradient
+    reaches ``weights`` through elementwise products (torch.sparse.mm's gradient for its values
+    would build the dense [n_out, n] product and mask it)."""
+    out = torch.zeros(n_out, x.shape[1], dtype=x.dtype, device=x.device)
+    return out.index_add(0, dst, weights.unsqueeze(1) * x[src])
 
 
 class _EGCN(nn.Module):
@@ -58,11 +63,12 @@ class _EGCN(nn.Module):
         super().__init__()
         self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_nodes, dim)))
 
-    def forward(self, adj: torch.Tensor):
+    def forward(self, dst: torch.Tensor, src: torch.Tensor, weights: torch.Tensor):
+        """The weighted adjacency has W[dst[e], src[e]] = weights[e]."""
         ids = self.id_embedding
         x = F.normalize(ids)
-        h1 = torch.sparse.mm(adj, x)
-        h2 = torch.sparse.mm(adj, h1)
+        h1 = propagate(dst, src, weights, x, x.shape[0])
+        h2 = propagate(dst, src, weights, h1, x.shape[0])
         return x + h1 + h2, ids
 
 
@@ -85,11 +91,11 @@ class _CGCN(nn.Module):
         users, item_ids = dst[:n_user_edges], src[:n_user_edges] - self.n_users
         for _ in range(self.n_routing):
             att = segment_softmax((prefs[users] * items[item_ids]).sum(1), users, self.n_users)
-            routed = torch.sparse.mm(_weighted(users, item_ids, att, (self.n_users, features.shape[0])), items)
+            routed = propagate(users, item_ids, att, items, self.n_users)
             prefs = F.normalize(prefs + routed)
         x = torch.cat([prefs, items], dim=0)
         alpha = segment_softmax((x[dst] * x[src]).sum(1), dst, n_nodes)
-        return x + torch.sparse.mm(_weighted(dst, src, alpha, (n_nodes, n_nodes)), x), alpha
+        return x + propagate(dst, src, alpha, x, n_nodes), alpha
 
 
 class GRCN(GeneralRecommender):
@@ -132,8 +138,7 @@ class GRCN(GeneralRecommender):
             alphas.append(alpha)
         confidence = self.model_specific_conf[self.src]                       # [2E, M], per source node
         weight = torch.relu((torch.stack(alphas, dim=1) * confidence).max(dim=1).values)
-        n = self.n_users + self.n_items
-        id_rep, ids = self.id_gcn(_weighted(self.dst, self.src, weight, (n, n)))
+        id_rep, ids = self.id_gcn(self.dst, self.src, weight)
         return torch.cat([id_rep] + contents, dim=1), ids
 
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
