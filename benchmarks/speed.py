@@ -4,6 +4,7 @@ features of the real widths (4096-d image, 384-d text), ID and MOTOR side by sid
     python benchmarks/speed.py --models FREEDOM,BPR --dataset baby --data_path ../shared/data \
         --variants id,motor --epochs 4 --num_threads 2
 
+Models that refuse ``--motor`` (DualGNN, DRAGON) get a "refused" row for that variant.
 Speed only: the features are random, so no accuracy is reported. The first epoch is left out of the
 per-epoch mean (warm-up); tokenization time is reported separately for MOTOR.
 """
@@ -19,6 +20,7 @@ from mmrec_motor.bench import markdown_table, random_features, run_one  # noqa: 
 from mmrec_motor.config import parse_overrides  # noqa: E402
 from mmrec_motor.data.dataset import load_dataset  # noqa: E402
 from mmrec_motor.config import Config  # noqa: E402
+from mmrec_motor.motor import MotorNotApplicableError  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +46,11 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         for variant in args.variants.split(","):
-            result = run_one(model, args.dataset, variant, 999, overrides)
+            try:
+                result = run_one(model, args.dataset, variant, 999, overrides)
+            except MotorNotApplicableError:       # DualGNN, DRAGON: no item ID table
+                rows.append([model, variant, "refused (no item ID table)", "-", "-", "-", "-"])
+                continue
             run = result["combinations"][0]
             steady = run["train_seconds"][1:] or run["train_seconds"]
             tokenizer = run["item_representation"].get("motor", {}).get("tokenizer", {})
