@@ -27,6 +27,7 @@ import torch
 
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
+from mmrec_motor.motor import optimizer_param_groups
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
               "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
@@ -49,14 +50,15 @@ def build_optimizer(config: Mapping[str, Any], model: torch.nn.Module) -> torch.
     if name not in OPTIMIZERS:
         raise ValueError(f"config key 'learner' is {config['learner']!r}; expected one of "
                          f"{', '.join(OPTIMIZERS)}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    kwargs = {"lr": config["learning_rate"], "weight_decay": config["weight_decay"] or 0.0}
+    lr, weight_decay = config["learning_rate"], config["weight_decay"] or 0.0
+    # one group, or two with MOTOR's motor_learning_rate / motor_weight_decay
+    groups = optimizer_param_groups(model, config, lr, weight_decay)
     try:
         # The fused kernels do the same update in one pass: 6x faster than the default on a
         # 7050 x 4096 feature table on CPU (FREEDOM trains its raw features).
-        return OPTIMIZERS[name](params, fused=True, **kwargs)
+        return OPTIMIZERS[name](groups, fused=True, lr=lr)
     except (TypeError, RuntimeError, ValueError):
-        return OPTIMIZERS[name](params, **kwargs)
+        return OPTIMIZERS[name](groups, lr=lr)
 
 
 def build_scheduler(config: Mapping[str, Any], optimizer) -> torch.optim.lr_scheduler.LambdaLR:

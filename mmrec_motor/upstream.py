@@ -113,11 +113,15 @@ def motorize_mmrec(model, config, train_data=None, logger=None) -> Dict[str, Any
     """
     import logging
 
-    from mmrec_motor.motor import motorize
+    from mmrec_motor.motor import config_get, motorize
 
     logger = logger if logger is not None else logging.getLogger()
     # faiss logs each optional CPU extension it fails to load at INFO, which MMRec's root logger shows
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    for key in ("motor_learning_rate", "motor_weight_decay"):
+        if config_get(config, key) is not None:
+            logger.warning(f"MOTOR: {key} is ignored in upstream MMRec (its trainer builds one "
+                           f"parameter group from learning_rate and weight_decay)")
     before = _trainable(model)
     report = motorize(model, config, train_data)
     after = _trainable(model)

@@ -96,3 +96,54 @@ def test_tokenize_command_prints_statistics(tmp_path, run_dirs, capsys):
     assert "collision" in text.lower() and "utilisation" in text.lower()
     assert main(args) == 0                                            # second time: from the cache
     assert "cache" in capsys.readouterr().out.lower()
+
+
+def optimizer_groups(tmp_path, run_dirs, model_name="FREEDOM", **extra):
+    config = toy_config(tmp_path, run_dirs, model_name, **extra)
+    data = load_data(config)
+    model, _ = build_model(config, data)
+    return config, data, model, build_optimizer(config, model)
+
+
+def test_motor_learning_rate_and_weight_decay_make_a_second_parameter_group(tmp_path, run_dirs):
+    config, _, model, optimizer = optimizer_groups(tmp_path, run_dirs, motor_learning_rate=0.05,
+                                                   motor_weight_decay=1e-3)
+    backbone, motor = optimizer.param_groups
+    motor_params = list(model.item_id_embedding.parameters())
+    assert {id(p) for p in motor["params"]} == {id(p) for p in motor_params}
+    assert (motor["lr"], motor["weight_decay"]) == (0.05, 1e-3)
+    assert (backbone["lr"], backbone["weight_decay"]) == (config["learning_rate"], config["weight_decay"] or 0.0)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for p in backbone["params"]} == trainable - {id(p) for p in motor_params}
+
+
+def test_an_unset_motor_key_takes_the_backbones_value(tmp_path, run_dirs):
+    config, _, _, optimizer = optimizer_groups(tmp_path, run_dirs, motor_weight_decay=0.01)
+    assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == \
+        [(config["learning_rate"], 0.0), (config["learning_rate"], 0.01)]
+
+
+@pytest.mark.parametrize("motor, extra", [(True, {}), (False, {"motor_learning_rate": 0.05})])
+def test_one_group_without_the_keys_or_without_motor(tmp_path, run_dirs, motor, extra):
+    _, _, model, optimizer = optimizer_groups(tmp_path, run_dirs, motor=motor, **extra)
+    assert len(optimizer.param_groups) == 1
+    assert len(optimizer.param_groups[0]["params"]) == sum(p.requires_grad for p in model.parameters())
+
+
+def test_motor_learning_rate_zero_freezes_only_motor(tmp_path, run_dirs):
+    config, data, model, optimizer = optimizer_groups(tmp_path, run_dirs, "BPR", motor_learning_rate=0.0)
+    motor_before = [p.detach().clone() for p in model.item_embedding.parameters()]
+    users_before = model.user_embedding.weight.detach().clone()
+    batch = torch.tensor([[0, 1, 2], [data.train.items[0], data.train.items[1], data.train.items[2]],
+                          [5, 6, 7]], device=config["device"])
+    optimizer.zero_grad()
+    model.calculate_loss(batch).backward()
+    optimizer.step()
+    assert all(torch.equal(b, p) for b, p in zip(motor_before, model.item_embedding.parameters()))
+    assert not torch.equal(users_before, model.user_embedding.weight)
+
+
+def test_a_bad_motor_learning_rate_names_the_key(tmp_path, run_dirs):
+    with pytest.raises(ValueError, match=r"config key 'motor_learning_rate' must be a number >= 0 or "
+                                         r"null, got -0.1"):
+        optimizer_groups(tmp_path, run_dirs, motor_learning_rate=-0.1)

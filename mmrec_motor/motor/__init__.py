@@ -18,7 +18,7 @@ from .adapters import (Adapter, AlreadyMotorizedError, AttributeAdapter, Embeddi
                        RefusedAdapter, get_adapter, item_id_param_count, register_adapter)
 from .cache import TokenCache, cached_tokenize
 from .dataset_report import tokenize_dataset
-from .hook import DEFAULTS, config_get, motorize
+from .hook import DEFAULTS, config_get, motorize, optimizer_param_groups
 from .item_embedding import MotorItemEmbedding
 from .tcn import TokenCrossNetwork, TokenEmbedding
 from .tokenizer import TokenizerParams, TokenizerResult, fit_tokenize
@@ -29,4 +29,5 @@ __all__ = [
     "get_adapter", "item_id_param_count", "tokenize_dataset", "Adapter", "EmbeddingAdapter",
     "AttributeAdapter", "JointTableAdapter", "ParameterDictAdapter", "RefusedAdapter",
     "MotorNotApplicableError", "AlreadyMotorizedError", "DEFAULTS", "config_get",
+    "optimizer_param_groups",
 ]

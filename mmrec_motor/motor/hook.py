@@ -58,6 +58,8 @@ DEFAULTS: Dict[str, Any] = {
     "motor_tcn_dim": 16,
     "motor_cache_dir": None,
     "motor_seed": None,
+    "motor_learning_rate": None,
+    "motor_weight_decay": None,
 }
 
 _MODALITY_FILE_KEYS = {"v": "vision_feature_file", "vision": "vision_feature_file",
@@ -79,6 +81,34 @@ def config_get(config, key: str, default: Any = None) -> Any:
 
 def motor_setting(config, key: str) -> Any:
     return config_get(config, key, DEFAULTS.get(key))
+
+
+def optimizer_param_groups(model: torch.nn.Module, config, learning_rate: float,
+                           weight_decay: float) -> List[Dict[str, Any]]:
+    """The optimizer's parameter groups: MOTOR's own learning rate and weight decay, if set.
+
+    ``[{"params": backbone}, {"params": motor, "lr": motor_learning_rate, "weight_decay":
+    motor_weight_decay}]``, where motor = the trainable parameters of every
+    :class:`MotorItemEmbedding` in ``model`` (token tables + TCN) and backbone = every other
+    trainable parameter; an unset (null) key takes the backbone's value. One group (every
+    trainable parameter) when the model has no MOTOR module or neither key is set, so a plain run
+    builds the optimizer it always did.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    motor_lr = config_get(config, "motor_learning_rate")
+    motor_wd = config_get(config, "motor_weight_decay")
+    motor_ids = {id(p) for m in model.modules() if isinstance(m, MotorItemEmbedding)
+                 for p in m.parameters() if p.requires_grad}
+    if not motor_ids or (motor_lr is None and motor_wd is None):
+        return [{"params": trainable, "lr": learning_rate, "weight_decay": weight_decay}]
+    for key, value in (("motor_learning_rate", motor_lr), ("motor_weight_decay", motor_wd)):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"config key '{key}' must be a number >= 0 or null, got {value!r}")
+    return [{"params": [p for p in trainable if id(p) not in motor_ids], "lr": learning_rate,
+             "weight_decay": weight_decay},
+            {"params": [p for p in trainable if id(p) in motor_ids],
+             "lr": float(learning_rate if motor_lr is None else motor_lr),
+             "weight_decay": float(weight_decay if motor_wd is None else motor_wd)}]
 
 
 def _per_modality(value: Any, modality: str, key: str) -> Any:
