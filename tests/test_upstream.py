@@ -125,6 +125,23 @@ def test_motorize_mmrec_logs_parameter_counts(tmp_path, caplog):
     assert "MOTOR tokenizer v: image_feat.npy, pq 2 tokens x 4 codewords" in text
 
 
+def test_motorize_mmrec_warns_that_motor_optimizer_keys_are_ignored(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "tiny"
+    folder.mkdir(parents=True)
+    np.save(folder / "image_feat.npy", rng.normal(size=(40, 16)).astype(np.float32))
+    config = dict(upstream.motor_defaults(), data_path=str(tmp_path / "data") + "/", dataset="tiny",
+                  vision_feature_file="image_feat.npy", text_feature_file=None, seed=999,
+                  motor_modalities=["v"], motor_num_subspaces=2, motor_nbits=2, motor_cache_dir=False,
+                  motor_learning_rate=0.01)
+    logger = logging.getLogger("test_upstream")
+    with caplog.at_level(logging.INFO, logger="test_upstream"):
+        upstream.motorize_mmrec(BPR(), config, None, logger)
+    assert ("MOTOR: motor_learning_rate is ignored in upstream MMRec (its trainer builds one parameter "
+            "group from learning_rate and weight_decay)") in caplog.text
+    assert "motor_weight_decay is ignored" not in caplog.text
+
+
 def test_wheel_ships_the_patches(tmp_path):
     import zipfile
 
