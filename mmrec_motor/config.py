@@ -29,18 +29,20 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import yaml
 
 
-def _find_config_root() -> Path:
-    """The folder holding overall.yaml: inside the installed package (wheel) or the source tree."""
+def package_data_dir(folder: str, marker: str, what: str) -> Path:
+    """The shipped folder ``folder`` holding the file ``marker``: inside the installed package
+    (a wheel puts it in ``mmrec_motor/<folder>``) or beside the package in the source tree; ``what``
+    names it in the error when neither has it."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "configs", here.parent / "configs"):
-        if (candidate / "overall.yaml").is_file():
+    for candidate in (here / folder, here.parent / folder):
+        if (candidate / marker).is_file():
             return candidate
     raise FileNotFoundError(
-        f"mmrec-motor's configs were not found: looked for overall.yaml in {here / 'configs'} and "
-        f"{here.parent / 'configs'}. Reinstall the package.")
+        f"mmrec-motor's {what} were not found: looked for {marker} in {here / folder} and "
+        f"{here.parent / folder}. Reinstall the package.")
 
 
-CONFIG_ROOT = _find_config_root()
+CONFIG_ROOT = package_data_dir("configs", "overall.yaml", "configs")
 
 
 class ConfigError(ValueError):

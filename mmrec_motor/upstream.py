@@ -45,20 +45,11 @@ class PatchError(ValueError):
 # the patch files
 
 
-def _find_patch_root() -> Path:
-    """The folder holding ``series``: inside the installed package (wheel) or the source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "patches", here.parent / "patches"):
-        if (candidate / "series").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"mmrec-motor's MMRec patches were not found: looked for 'series' in {here / 'patches'} and "
-        f"{here.parent / 'patches'}. Reinstall the package.")
-
-
 def patch_files(root: Optional[Path] = None) -> List[Path]:
     """The patches in the order ``series`` lists them (blank lines and ``#`` comments skipped)."""
-    root = Path(root) if root is not None else _find_patch_root()
+    from mmrec_motor.config import package_data_dir
+
+    root = Path(root) if root is not None else package_data_dir("patches", "series", "MMRec patches")
     names = [line.split("#", 1)[0].strip() for line in (root / "series").read_text().splitlines()]
     paths = [root / name for name in names if name]
     missing = [str(p) for p in paths if not p.is_file()]

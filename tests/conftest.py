@@ -6,6 +6,8 @@ The suite runs on the CPU by default (deterministic, as CI), although configs/ov
 one (``use_gpu: True``); tests that set ``use_gpu`` themselves keep their value.
 """
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,15 @@ def write_inter(folder: Path, name: str, rows, header="userID\titemID\trating\tt
     folder.mkdir(parents=True, exist_ok=True)
     lines = [header] + ["\t".join(str(v) for v in row) for row in rows]
     (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built once per test session (skipped where pip cannot build offline)."""
+    folder = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "-w", str(folder), str(REPO)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and "No module named" in done.stderr:
+        pytest.skip(f"cannot build a wheel offline here: {done.stderr[-200:]}")
+    assert done.returncode == 0, done.stderr
+    return next(folder.glob("mmrec_motor-*.whl"))

@@ -142,15 +142,10 @@ def test_motorize_mmrec_warns_that_motor_optimizer_keys_are_ignored(tmp_path, ca
     assert "motor_weight_decay is ignored" not in caplog.text
 
 
-def test_wheel_ships_the_patches(tmp_path):
+def test_wheel_ships_the_patches(built_wheel):
     import zipfile
 
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
-    if done.returncode != 0 and "No module named" in done.stderr:
-        pytest.skip(f"cannot build a wheel offline here: {done.stderr[-200:]}")
-    assert done.returncode == 0, done.stderr
-    names = zipfile.ZipFile(next(tmp_path.glob("mmrec_motor-*.whl"))).namelist()
+    names = zipfile.ZipFile(built_wheel).namelist()
     assert "mmrec_motor/upstream.py" in names
     for path in [PATCHES / "series", PATCHES / "README.md"] + upstream.patch_files():
         assert f"mmrec_motor/patches/{path.name}" in names
