@@ -97,13 +97,13 @@ def optimizer_param_groups(model: torch.nn.Module, config, learning_rate: float,
     trainable = [p for p in model.parameters() if p.requires_grad]
     motor_lr = config_get(config, "motor_learning_rate")
     motor_wd = config_get(config, "motor_weight_decay")
+    for key, value in (("motor_learning_rate", motor_lr), ("motor_weight_decay", motor_wd)):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"config key '{key}' must be a number >= 0 or null, got {value!r}")
     motor_ids = {id(p) for m in model.modules() if isinstance(m, MotorItemEmbedding)
                  for p in m.parameters() if p.requires_grad}
     if not motor_ids or (motor_lr is None and motor_wd is None):
         return [{"params": trainable, "lr": learning_rate, "weight_decay": weight_decay}]
-    for key, value in (("motor_learning_rate", motor_lr), ("motor_weight_decay", motor_wd)):
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
-            raise ValueError(f"config key '{key}' must be a number >= 0 or null, got {value!r}")
     return [{"params": [p for p in trainable if id(p) not in motor_ids], "lr": learning_rate,
              "weight_decay": weight_decay},
             {"params": [p for p in trainable if id(p) in motor_ids],
