@@ -1,0 +1,166 @@
+"""Rerun the lfm2k accuracy tables of docs/benchmarks.md in one command: the ID vs MOTOR bench of every
+backbone, the cold-item buckets, the inductive cold start and the token-budget sweep.
+
+    python benchmarks/reproduce.py --jobs 2 --out runs/reproduce --data_path=../shared/data
+    python benchmarks/reproduce.py --tables cold-items --models LGMRec --seeds 999 --jobs 2 ...
+    python benchmarks/reproduce.py --dry-run ...        # print the commands, run nothing
+
+Every run becomes one command (one table x model x variant x seed; a token-budget seed is one command
+for its whole grid) with its own folder ``OUT/parts/<table>/<unit>`` and caches, so
+``benchmarks/parallel.py`` runs them ``--jobs`` at a time, stopping at ``--deadline`` seconds. Then
+``benchmarks/merge_runs.py`` merges each table's parts into ``OUT/<table>`` and writes its reports
+(``summary.md``, ``cold_items.md``, ``cold_start.md``, ``token_budget.md``, with PNGs when matplotlib
+is installed). The folders resume: rerunning the same command trains only the runs that are missing.
+
+The settings are those of the published tables: each grid at its first value, MOTOR at its defaults,
+except BPR at ``reg_weight=1.0`` (benchmarks.md §1) and GRCN's MOTOR runs at
+``motor_learning_rate=0.001`` (at GRCN's learning rate of 1 MOTOR diverges, §5). ``--key=value``
+arguments go to every command (``--num_threads=1`` is the default here; ``--use_gpu=False``, ...).
+"""
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from typing import Dict, List, Sequence, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from mmrec_motor.config import available_models  # noqa: E402
+from mmrec_motor.motor.adapters import RefusedAdapter, registered_adapters  # noqa: E402
+
+TABLES = ("bench", "cold-items", "cold-start", "token-budget")
+# what each table of docs/benchmarks.md ran: models and seeds
+DEFAULT_MODELS = {
+    "bench": ",".join(available_models()),
+    "cold-items": "FREEDOM,BM3,LGMRec",
+    "cold-start": "FREEDOM,BM3,LGMRec",
+    "token-budget": "FREEDOM",
+}
+DEFAULT_SEEDS = {
+    "bench": "999,1000,1001,1002,1003",
+    "cold-items": "999,1000,1001",
+    "cold-start": "999,1000,1001",
+    "token-budget": "999,1000,1001",
+}
+# the table's own arguments after -m ... --seeds ...
+TABLE_ARGS = {
+    "bench": [],
+    "cold-items": [],
+    "cold-start": ["--ratio", "0.1"],
+    "token-budget": ["--subspaces", "2,4,8", "--nbits", "4,6,8", "--id-baseline"],
+}
+# config keys of one model (and variant) in every table: (model, variant or None) -> keys
+MODEL_KEYS: Dict[Tuple[str, str], Dict[str, str]] = {
+    ("BPR", None): {"reg_weight": "1.0"},
+    ("GRCN", "motor"): {"motor_learning_rate": "0.001"},
+}
+
+
+def variants_of(model: str) -> List[str]:
+    """id and motor, or id alone for a backbone without an item ID table (DualGNN, DRAGON)."""
+    refused = isinstance(registered_adapters().get(model), RefusedAdapter)
+    return ["id"] if refused else ["id", "motor"]
+
+
+def model_keys(model: str, variant: str) -> Dict[str, str]:
+    return {**MODEL_KEYS.get((model, None), {}), **MODEL_KEYS.get((model, variant), {})}
+
+
+def unit_command(table: str, model: str, variant: str, seed: int, dataset: str, out: str,
+                 overrides: Sequence[str]) -> Tuple[str, str]:
+    """(unit name, shell command) of one run, or of one seed's grid for token-budget (variant "all")."""
+    unit = f"{model}-{variant}-{seed}"
+    part = os.path.join(out, "parts", table, unit)
+    cache = os.path.join(out, "cache", table, unit)
+    argv = ["mmrec-motor", table, "-m", model, "-d", dataset, "--seeds", str(seed)]
+    if table != "token-budget":
+        argv += ["--variants", variant]
+    argv += TABLE_ARGS[table]
+    keys = model_keys(model, "motor" if table == "token-budget" else variant)
+    argv += [f"--{k}={v}" for k, v in keys.items()] + list(overrides)
+    argv += [f"--graph_cache_dir={cache}/graph", f"--motor_cache_dir={cache}/motor", "--out", part]
+    return unit, shlex.join(argv)
+
+
+def plan(tables: Sequence[str], models: Dict[str, List[str]], seeds: Dict[str, List[int]], dataset: str,
+         out: str, overrides: Sequence[str]) -> List[Tuple[str, str, str]]:
+    """[(table, unit, command)] in run order: the tables in the order given, then seed, model, variant
+    (so a deadline leaves whole seeds rather than whole models missing)."""
+    commands = []
+    for table in tables:
+        for seed in seeds[table]:
+            for model in models[table]:
+                variants = ["all"] if table == "token-budget" else variants_of(model)
+                for variant in variants:
+                    unit, command = unit_command(table, model, variant, seed, dataset, out, overrides)
+                    commands.append((table, unit, command))
+    return commands
+
+
+def split(text: str, what: str) -> List[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise SystemExit(f"{what}: expected a comma-separated list, got {text!r}")
+    return values
+
+
+def main(argv: Sequence[str] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--tables", default=",".join(TABLES), help=f"some of {','.join(TABLES)} (default all)")
+    parser.add_argument("--models", default=None, help="these backbones in every table (default: the tables')")
+    parser.add_argument("--seeds", default=None, help="these seeds for every table (default: the tables')")
+    parser.add_argument("-d", "--dataset", default="lfm2k")
+    parser.add_argument("--out", default="runs/reproduce")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--deadline", type=float, default=None, help="seconds; then what still runs is stopped")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and run nothing")
+    args, rest = parser.parse_known_args(argv)
+    bad = [a for a in rest if not (a.startswith("--") and "=" in a)]
+    if bad:
+        parser.error(f"expected --key=value config overrides after the options, got {' '.join(bad)}")
+    if not any(a.startswith("--num_threads=") for a in rest):
+        rest = ["--num_threads=1"] + rest
+    tables = split(args.tables, "--tables")
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown:
+        parser.error(f"--tables: unknown {', '.join(unknown)}; expected some of {', '.join(TABLES)}")
+    chosen = split(args.models, "--models") if args.models else None
+    missing = [m for m in chosen or [] if m not in available_models()]
+    if missing:
+        parser.error(f"--models: unknown {', '.join(missing)}; available: {', '.join(available_models())}")
+    models = {t: chosen or split(DEFAULT_MODELS[t], t) for t in tables}
+    try:
+        seeds = {t: [int(s) for s in split(args.seeds or DEFAULT_SEEDS[t], "--seeds")] for t in tables}
+    except ValueError:
+        parser.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+    commands = plan(tables, models, seeds, args.dataset, args.out, rest)
+    if args.dry_run:
+        print("\n".join(command for _, _, command in commands))
+        return 0
+    os.makedirs(args.out, exist_ok=True)
+    tasks = os.path.join(args.out, "tasks.txt")
+    with open(tasks, "w", encoding="utf-8") as handle:
+        handle.write("".join(command + "\n" for _, _, command in commands))
+    parallel = [sys.executable, os.path.join(REPO, "benchmarks", "parallel.py"), tasks, "--jobs", str(args.jobs),
+                "--logs", os.path.join(args.out, "logs")]
+    if args.deadline is not None:
+        parallel += ["--deadline", str(args.deadline)]
+    status = subprocess.call(parallel)
+    data_keys = [a for a in rest if a.split("=", 1)[0] in ("--data_path", "--use_gpu")]
+    for table in tables:
+        folder = os.path.join(args.out, "parts", table)
+        units = [os.path.join(folder, unit) for t, unit, _ in commands if t == table]
+        sources = [u for u in units if os.path.isfile(os.path.join(u, "bench.json"))]
+        if not sources:
+            print(f"{table}: no finished part to merge", flush=True)
+            status = status or 1
+            continue
+        merge = [sys.executable, os.path.join(REPO, "benchmarks", "merge_runs.py"), "--kind", table,
+                 os.path.join(args.out, table), *sources, *data_keys]
+        status = subprocess.call(merge) or status
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

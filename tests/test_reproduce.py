@@ -1,0 +1,65 @@
+"""benchmarks/reproduce.py: the lfm2k tables of docs/benchmarks.md as one command (plan, refusals, and
+a small end-to-end run on toy that resumes)."""
+import csv
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO, use_gpu
+
+
+def reproduce(*args, timeout=600):
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def test_the_default_plan_is_the_published_tables():
+    done = reproduce("--dry-run", "--out", "OUT")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # bench: 5 seeds x (11 backbones x id, motor + DualGNN, DRAGON id only); cold items and cold
+    # start: 3 seeds x 3 backbones x 2 variants; token budget: one command per seed (3)
+    assert len(lines) == 5 * (11 * 2 + 2) + 2 * 3 * 3 * 2 + 3
+    words = [line.split() for line in lines]
+    assert sum(w[1] == "bench" for w in words) == 120
+    assert not any(w[1] == "bench" and w[3] in ("DualGNN", "DRAGON") and "motor" in w for w in words)
+    grcn = [line for line in lines if " -m GRCN " in line]
+    assert all(("--motor_learning_rate=0.001" in line) == ("--variants motor" in line) for line in grcn)
+    assert all("--reg_weight=1.0" in line for line in lines if " -m BPR " in line)
+    assert all("--num_threads=1" in line for line in lines)
+    first = lines[0].split()
+    assert first[:9] == ["mmrec-motor", "bench", "-m", "BM3", "-d", "lfm2k", "--seeds", "999", "--variants"]
+    assert first[-2:] == ["--out", "OUT/parts/bench/BM3-id-999"]
+    budget = [line for line in lines if line.startswith("mmrec-motor token-budget")]
+    assert len(budget) == 3 and all("--subspaces 2,4,8 --nbits 4,6,8 --id-baseline" in b for b in budget)
+    assert all("--ratio 0.1" in line for line in lines if " cold-start " in line)
+
+
+def test_it_refuses_unknown_tables_models_and_bare_words():
+    done = reproduce("--dry-run", "--tables", "bench,nope")
+    assert done.returncode == 2 and "--tables: unknown nope" in done.stderr
+    done = reproduce("--dry-run", "--models", "FREEDOM,Nope")
+    assert done.returncode == 2 and "--models: unknown Nope" in done.stderr
+    done = reproduce("--dry-run", "epochs=2")
+    assert done.returncode == 2 and "expected --key=value config overrides" in done.stderr
+
+
+def test_bench_and_cold_items_on_toy_then_resume(tmp_path):
+    out = tmp_path / "out"
+    args = ["--tables", "bench,cold-items", "--models", "BPR", "--seeds", "1", "-d", "toy", "--jobs", 2,
+            "--out", out, "--epochs=2", f"--use_gpu={use_gpu()}"]
+    done = reproduce(*args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 finished" in done.stdout
+    with open(out / "bench" / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["model"], r["variant"], r["seed"]) for r in rows) == [("BPR", "id", "1"), ("BPR", "motor", "1")]
+    for variant in ("id", "motor"):      # BPR ran at the published reg_weight, not its grid's first 2.0
+        run = json.loads((out / "bench" / "runs" / f"BPR-toy-{variant}-1.json").read_text())
+        assert run["best"]["parameters"]["reg_weight"] == 1.0
+    assert "Seeds per column: BPR id 1, BPR motor 1" in (out / "cold-items" / "cold_items.md").read_text()
+    # the parts resume: a rerun trains nothing and merges the same runs again
+    again = reproduce(*args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
+    assert logs.count("skipped (result exists") == 4 and " ok (" not in logs
