@@ -13,8 +13,8 @@ for its whole grid) with its own folder ``OUT/parts/<table>/<unit>`` and caches,
 is installed). The folders resume: rerunning the same command trains only the runs that are missing.
 
 The settings are those of the published tables: each grid at its first value, MOTOR at its defaults,
-except BPR at ``reg_weight=1.0`` (benchmarks.md §1) and GRCN's MOTOR runs at
-``motor_learning_rate=0.001`` (at GRCN's learning rate of 1 MOTOR diverges, §5). ``--key=value``
+except BPR at ``reg_weight=1.0`` (benchmarks.md §1). (GRCN's MOTOR runs take
+``motor_learning_rate=0.001`` from configs/model/GRCN.yaml.) ``--key=value``
 arguments go to every command (``--num_threads=1`` is the default here; ``--use_gpu=False``, ...).
 """
 import argparse
@@ -50,10 +50,9 @@ TABLE_ARGS = {
     "cold-start": ["--ratio", "0.1"],
     "token-budget": ["--subspaces", "2,4,8", "--nbits", "4,6,8", "--id-baseline"],
 }
-# config keys of one model (and variant) in every table: (model, variant or None) -> keys
-MODEL_KEYS: Dict[Tuple[str, str], Dict[str, str]] = {
-    ("BPR", None): {"reg_weight": "1.0"},
-    ("GRCN", "motor"): {"motor_learning_rate": "0.001"},
+# config keys of one model in every table (where the published tables left the model's yaml)
+MODEL_KEYS: Dict[str, Dict[str, str]] = {
+    "BPR": {"reg_weight": "1.0"},
 }
 
 
@@ -61,10 +60,6 @@ def variants_of(model: str) -> List[str]:
     """id and motor, or id alone for a backbone without an item ID table (DualGNN, DRAGON)."""
     refused = isinstance(registered_adapters().get(model), RefusedAdapter)
     return ["id"] if refused else ["id", "motor"]
-
-
-def model_keys(model: str, variant: str) -> Dict[str, str]:
-    return {**MODEL_KEYS.get((model, None), {}), **MODEL_KEYS.get((model, variant), {})}
 
 
 def unit_command(table: str, model: str, variant: str, seed: int, dataset: str, out: str,
@@ -77,8 +72,7 @@ def unit_command(table: str, model: str, variant: str, seed: int, dataset: str, 
     if table != "token-budget":
         argv += ["--variants", variant]
     argv += TABLE_ARGS[table]
-    keys = model_keys(model, "motor" if table == "token-budget" else variant)
-    argv += [f"--{k}={v}" for k, v in keys.items()] + list(overrides)
+    argv += [f"--{k}={v}" for k, v in MODEL_KEYS.get(model, {}).items()] + list(overrides)
     argv += [f"--graph_cache_dir={cache}/graph", f"--motor_cache_dir={cache}/motor", "--out", part]
     return unit, shlex.join(argv)
 

@@ -147,3 +147,11 @@ def test_a_bad_motor_learning_rate_names_the_key(tmp_path, run_dirs):
     with pytest.raises(ValueError, match=r"config key 'motor_learning_rate' must be a number >= 0 or "
                                          r"null, got -0.1"):
         optimizer_groups(tmp_path, run_dirs, motor_learning_rate=-0.1)
+
+
+def test_grcn_gives_motor_its_own_small_learning_rate_by_default(tmp_path, run_dirs):
+    # configs/model/GRCN.yaml: at the grid's first learning_rate (1) MOTOR diverges (benchmarks.md §5)
+    _, _, _, optimizer = optimizer_groups(tmp_path, run_dirs, "GRCN", learning_rate=1)
+    assert [g["lr"] for g in optimizer.param_groups] == [1, 0.001]
+    _, _, _, optimizer = optimizer_groups(tmp_path, run_dirs, "GRCN", learning_rate=1, motor=False)
+    assert [g["lr"] for g in optimizer.param_groups] == [1]
