@@ -750,9 +750,13 @@ def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
         f"Cold: test Recall@{K} / NDCG@{K} on the held-out items' test interactions only (users with "
         f">= 1 of them; every item ranked, training items masked). All: the ordinary test metrics over "
         f"all test interactions (held-out ones included). At the best-valid epoch; mean ± std (ddof=1) "
-        f"over seeds; Δ: relative change of the means, MOTOR vs ID. An ID backbone has only an "
+        f"over seeds; Δ: relative change of the means, MOTOR vs ID. Cold MPR: the held-out test items' "
+        f"mean percentile rank in their users' whole rankings (0 = first, 0.5 = what a ranking that knows "
+        f"nothing averages, 1 = last; mmrec_motor/evaluation.py), which tells apart models whose held-out "
+        f"items all miss the top {K}. An ID backbone has only an "
         f"untrained embedding row for a held-out item; MOTOR builds it from the item's tokens.")
     header = ["model", f"ID cold R@{K}", f"MOTOR cold R@{K}", "Δ", f"ID cold N@{K}", f"MOTOR cold N@{K}", "Δ",
+              "ID cold MPR", "MOTOR cold MPR",
               f"ID all R@{K}", f"MOTOR all R@{K}", "Δ", f"ID all N@{K}", f"MOTOR all N@{K}", "Δ", "seeds ID/MOTOR"]
     plots = []
     for dataset in dict.fromkeys(r.spec.dataset for r in runs):
@@ -770,6 +774,8 @@ def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
                 for metric in ("recall", "ndcg"):
                     row += [_stat(values("id", split, metric)), _stat(values("motor", split, metric)),
                             _delta(values("id", split, metric), values("motor", split, metric))]
+                if split == "cold_test":      # runs from before the key have no MPR: "-"
+                    row += [_stat([r["best"].get("cold_test_mpr") for r in res[v]]) for v in ("id", "motor")]
             row.append(f"{len(res['id'])}/{len(res['motor'])}")
             table.append(row)
             for r in res["id"] + res["motor"]:

@@ -11,6 +11,15 @@ the top ``max(topk)`` items. With ``hits[u, j]`` = "the j-th ranked item is in u
     MAP@K       = sum_{j<=K} Precision@j * hits_j / min(n_u, K)
 
 Values are rounded to 4 decimals and keyed lowercase (``recall@20``), as MMRec reports them.
+
+``TopKEvaluator.percentile_ranks`` gives, beyond the top K, where each relevant item lands in its
+user's whole ranking (used for the held-out items of the cold-start protocol, which rarely reach a
+top 20): with C_u the user's candidates (every item but u's training items),
+
+    rank_pct(u, i) = (#{j in C_u : s_uj > s_ui} + (#{j in C_u : s_uj = s_ui} - 1) / 2) / (|C_u| - 1)
+
+0 = ranked first, 1 = ranked last; ties share the mean of their places, so a ranking that knows
+nothing averages 0.5. Its mean over the split's (user, item) pairs is the mean percentile rank (MPR).
 """
 from __future__ import annotations
 
@@ -118,6 +127,35 @@ class TopKEvaluator:
             scores[mask_rows, mask_items] = -1e10
             ranked.append(torch.topk(scores, self.max_k, dim=-1).indices.cpu())
         return torch.cat(ranked).numpy()
+
+    @torch.no_grad()
+    def percentile_ranks(self, model: torch.nn.Module) -> np.ndarray:
+        """rank_pct (module docstring) of every relevant (user, item) pair of the split, float64
+        [n_pairs], pairs in user-then-item order."""
+        model.eval()
+        n_items = self.relevant.n_items
+        keys = self.relevant.keys                       # sorted u * n_items + i
+        out: List[np.ndarray] = []
+        for users, mask_rows, mask_items in self.batches:
+            first, last = int(users[0]), int(users[-1])
+            lo, hi = np.searchsorted(keys, [first * n_items, (last + 1) * n_items])
+            pair_users, pair_items = keys[lo:hi] // n_items, keys[lo:hi] % n_items
+            rows = np.searchsorted(self.users, pair_users) - np.searchsorted(self.users, first)
+            scores = model.full_sort_predict([users]).float()
+            candidate = torch.ones_like(scores, dtype=torch.bool)
+            candidate[mask_rows, mask_items] = False
+            rows_t = torch.from_numpy(rows).to(scores.device)
+            items_t = torch.from_numpy(pair_items).to(scores.device)
+            if not bool(candidate[rows_t, items_t].all()):
+                raise ValueError("a relevant item of the split is also a training item of its user; "
+                                 "the split and train overlap")
+            own = scores[rows_t, items_t][:, None]                        # [pairs, 1]
+            pair_scores, pair_candidates = scores[rows_t], candidate[rows_t]  # [pairs, n_items]
+            higher = ((pair_scores > own) & pair_candidates).sum(1).double()
+            ties = ((pair_scores == own) & pair_candidates).sum(1).double() - 1
+            n_candidates = pair_candidates.sum(1).double()
+            out.append(((higher + ties / 2) / (n_candidates - 1).clamp(min=1)).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
 
     def evaluate(self, model: torch.nn.Module) -> Dict[str, float]:
         return self.metrics_of(self.rank(model))

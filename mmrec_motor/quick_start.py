@@ -187,7 +187,10 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
     extra = {}
     if cold is not None:          # held-out items only, at the best-valid epoch (the model holds it now)
         extra["cold_test"] = cold.evaluate(model)
-        logger.info("cold test result (held-out items): \n" + format_metrics(extra["cold_test"]))
+        extra["cold_test_mpr"] = round(float(cold.percentile_ranks(model).mean()), 4)
+        logger.info("cold test result (held-out items): \n" + format_metrics(extra["cold_test"])
+                    + f"\nmean percentile rank of the held-out test items: {extra['cold_test_mpr']:.4f} "
+                      f"(0 = first, 0.5 = random)")
     return {
         "parameters": dict(zip(names, values)),
         "best_epoch": fit.best_epoch,
@@ -265,7 +268,8 @@ def quick_start(config: Config) -> Dict[str, Any]:
         "combinations": runs,
         "chosen": chosen,
         "best": {"parameters": best["parameters"], "valid": best["valid"], "test": best["test"],
-                 **({"cold_test": best["cold_test"]} if "cold_test" in best else {}),
+                 **({"cold_test": best["cold_test"], "cold_test_mpr": best["cold_test_mpr"]}
+                    if "cold_test" in best else {}),
                  "best_epoch": best["best_epoch"]},
         "params": best["params"],
         "item_representation": best["item_representation"],

@@ -176,6 +176,8 @@ def test_motor_scores_held_out_items_and_reports_cold_test(tmp_path, run_dirs):
     cold = result["best"]["cold_test"]
     assert set(cold) == set(result["best"]["test"]) and all(math.isfinite(v) for v in cold.values())
     assert result["combinations"][0]["cold_test"] == cold
+    assert result["best"]["cold_test_mpr"] == result["combinations"][0]["cold_test_mpr"]
+    assert 0.0 <= result["best"]["cold_test_mpr"] <= 1.0
     assert result["data"]["cold_items"] == len(data.cold_items)
     assert result["data"]["cold_test"] == len(data.cold_test)
 
@@ -285,6 +287,8 @@ def test_cold_start_end_to_end(tmp_path, run_dirs):
             assert result["config"]["cold_item_ratio"] == 0.1
             assert float(rows[model][f"{label} cold R@20"].split("±")[0]) == result["best"]["cold_test"]["recall@20"]
             assert float(rows[model][f"{label} all N@20"].split("±")[0]) == result["best"]["test"]["ndcg@20"]
+            mpr = result["best"]["cold_test_mpr"]
+            assert 0.0 <= mpr <= 1.0 and float(rows[model][f"{label} cold MPR"].split("±")[0]) == mpr
     assert json.loads((out / "bench.json").read_text())["overrides"]["cold_item_ratio"] == 0.1
     assert (out / "cold_start.png").is_file() == HAVE_MATPLOTLIB
 

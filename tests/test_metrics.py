@@ -75,3 +75,45 @@ def test_topk_larger_than_catalogue_raises():
                    Split(np.array([0]), np.array([2])))
     with pytest.raises(ValueError, match="exceeds the number of items"):
         TopKEvaluator(data, data.test, ["recall"], [5], batch_size=8)
+
+
+class TableScores(torch.nn.Module):
+    """The same score row for every user."""
+
+    def __init__(self, row):
+        super().__init__()
+        self.row = torch.tensor(row, dtype=torch.float32)
+
+    def full_sort_predict(self, interaction):
+        return self.row.expand(len(interaction[0]), -1).clone()
+
+
+def masked_case():
+    return RecData("t", "-", n_users=2, n_items=10,
+                   train=Split(np.array([0, 0, 1]), np.array([0, 1, 5])),
+                   valid=Split(np.array([0]), np.array([3])),
+                   test=Split(np.array([0, 1, 1]), np.array([2, 0, 9])))
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_percentile_ranks_by_hand(batch_size):
+    data = masked_case()
+    evaluator = TopKEvaluator(data, data.test, ["recall"], [1], batch_size=batch_size)
+    # scores -i: user 0's candidates are items 2..9 (8), item 2 is first -> 0/7; user 1's are the 9
+    # items but 5: item 0 first -> 0/8, item 9 last -> 8/8
+    assert evaluator.percentile_ranks(FixedScores(10)).tolist() == [0.0, 0.0, 1.0]
+    # all scores equal: every item shares every place -> 0.5
+    assert evaluator.percentile_ranks(TableScores([0.0] * 10)).tolist() == [0.5, 0.5, 0.5]
+    # item 3 above a tie of the rest: user 0, item 2: 1 higher, 6 others tied of 7 -> (1 + 3) / 7;
+    # user 1, items 0 and 9: 1 higher, 7 others tied of 8 -> (1 + 3.5) / 8
+    row = [0.0] * 10
+    row[3] = 1.0
+    assert np.allclose(evaluator.percentile_ranks(TableScores(row)), [4 / 7, 4.5 / 8, 4.5 / 8])
+
+
+def test_percentile_ranks_refuse_a_test_item_that_is_also_trained():
+    data = RecData("t", "-", n_users=1, n_items=4, train=Split(np.array([0]), np.array([1])),
+                   valid=Split(np.array([0]), np.array([2])), test=Split(np.array([0]), np.array([1])))
+    evaluator = TopKEvaluator(data, data.test, ["recall"], [1], batch_size=4)
+    with pytest.raises(ValueError, match="also a training item of its user"):
+        evaluator.percentile_ranks(FixedScores(4))
