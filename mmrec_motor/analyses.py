@@ -210,26 +210,25 @@ def load_result(out: str, run: Run) -> Optional[Dict[str, Any]]:
         return json.load(handle)
 
 
-def topk_from_checkpoint(out: str, run: Run, overrides: Mapping[str, Any], result: Mapping[str, Any]) -> bool:
-    """Write the top-K file of a finished run from its saved best checkpoint; True when done.
+def restore_best(out: str, run: Run, overrides: Mapping[str, Any], result: Mapping[str, Any]):
+    """(config, data, model) of a finished run, the model loaded with its saved best checkpoint; None
+    when there is no such checkpoint or it is not this run's.
 
-    The model is rebuilt as the run built it and loaded with the checkpoint; the file is written only
-    when the checkpoint's stored test metrics and the metrics of the new ranking both equal the run
-    JSON's, so a checkpoint overwritten by another run is never used."""
+    The model is rebuilt as the run built it; the checkpoint is used only when its stored test metrics
+    equal the run JSON's, so a checkpoint overwritten by another run is never used."""
     import torch
 
-    from mmrec_motor.evaluation import TopKEvaluator
-    from mmrec_motor.quick_start import _topk_to_tmp, build_model, load_data
+    from mmrec_motor.quick_start import build_model, load_data
     from mmrec_motor.trainer import init_seed
 
     try:
         stored = result["combinations"][result["chosen"]]["checkpoint"]
     except (KeyError, IndexError, TypeError):
-        return False
+        return None
     candidates = [stored, os.path.join(out, "saved", os.path.basename(stored))] if stored else []
     path = next((p for p in candidates if os.path.isfile(p)), None)
     if path is None:
-        return False
+        return None
     values = first_grid_values(run.spec.model, run.spec.dataset, run_values(out, run, overrides))
     values.update({"seed": run.spec.seed, "motor": run.spec.variant == "motor"})
     config = Config(run.spec.model, run.spec.dataset, values)
@@ -238,11 +237,24 @@ def topk_from_checkpoint(out: str, run: Run, overrides: Mapping[str, Any], resul
         torch.set_num_threads(int(config["num_threads"]))
     state = torch.load(path, map_location=config["device"], weights_only=False)
     if not isinstance(state, dict) or state.get("test") != result["best"]["test"]:
-        return False
+        return None
     data = load_data(config)
     init_seed(run.spec.seed)
     model, _ = build_model(config, data)
     model.load_state_dict(state["model"])
+    return config, data, model
+
+
+def topk_from_checkpoint(out: str, run: Run, overrides: Mapping[str, Any], result: Mapping[str, Any]) -> bool:
+    """Write the top-K file of a finished run from its saved best checkpoint (:func:`restore_best`);
+    True when done, which needs the new ranking's test metrics to equal the run JSON's too."""
+    from mmrec_motor.evaluation import TopKEvaluator
+    from mmrec_motor.quick_start import _topk_to_tmp
+
+    restored = restore_best(out, run, overrides, result)
+    if restored is None:
+        return False
+    config, data, model = restored
     test = TopKEvaluator(data, data.test, config["metrics"], config["topk"], config["eval_batch_size"],
                          config["device"])
     ranked = test.rank(model)
@@ -250,6 +262,27 @@ def topk_from_checkpoint(out: str, run: Run, overrides: Mapping[str, Any], resul
         return False
     target = topk_path(out, run)
     os.replace(_topk_to_tmp(target, test.users, ranked), target)
+    return True
+
+
+def cold_mpr_from_checkpoint(out: str, run: Run, overrides: Mapping[str, Any], result: Dict[str, Any]) -> bool:
+    """Add ``cold_test_mpr`` to a finished cold-start run that predates it, from its saved best
+    checkpoint (:func:`restore_best`); the run JSON is rewritten only when the restored model also
+    reproduces the run's held-out metrics (``cold_test``). True when done."""
+    from mmrec_motor.evaluation import TopKEvaluator
+
+    restored = restore_best(out, run, overrides, result)
+    if restored is None or "cold_test" not in result["best"]:
+        return False
+    config, data, model = restored
+    cold = TopKEvaluator(data, data.cold_test, config["metrics"], config["topk"], config["eval_batch_size"],
+                         config["device"])
+    if cold.evaluate(model) != result["best"]["cold_test"]:
+        return False
+    mpr = round(float(cold.percentile_ranks(model).mean()), 4)
+    result["best"]["cold_test_mpr"] = mpr
+    result["combinations"][result["chosen"]]["cold_test_mpr"] = mpr
+    benchmark.write_json_atomic(run_path(out, run), result)
     return True
 
 
@@ -832,6 +865,12 @@ def cold_start_main(argv: List[str]) -> int:
     overrides["cold_item_ratio"] = args.ratio
     runs = _id_motor_runs("cold-start", argv, args, overrides)
     outcome = run_all(runs, args.out, overrides)
+    for run in runs:                     # runs from before cold_test_mpr: from their checkpoints
+        result = load_result(args.out, run)
+        if result is not None and "cold_test" in result["best"] and "cold_test_mpr" not in result["best"]:
+            done = cold_mpr_from_checkpoint(args.out, run, overrides, result)
+            print(f"{run.name}: cold_test_mpr " + ("added from its saved checkpoint" if done else
+                  "not known (no checkpoint that reproduces the run's metrics)"), file=sys.stderr)
     paths = benchmark.write_reports(args.out)
     return finish(args.out, outcome, cold_start_report(args.out, runs) + [paths["csv"], paths["summary"]])
 

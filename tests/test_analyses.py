@@ -308,3 +308,29 @@ def test_bad_analysis_arguments_exit_2_before_training(tmp_path, run_dirs, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
     assert not (out / "runs").exists()
+
+
+def test_cold_start_adds_mpr_to_older_runs_from_their_checkpoints(tmp_path, run_dirs, capsys):
+    out = tmp_path / "cold_start"
+    args = ["cold-start", "-m", "BPR", "-d", "toy", "--ratio", "0.1", "--seeds", "1", "--out", str(out)]
+    args += common(tmp_path, run_dirs)
+    assert main(args) == 0
+    paths = {v: out / "runs" / f"BPR-toy-{v}-1.json" for v in ("id", "motor")}
+    trained = {v: json.loads(p.read_text()) for v, p in paths.items()}
+    for variant, path in paths.items():       # as a run from before the key was written
+        older = json.loads(path.read_text())
+        del older["best"]["cold_test_mpr"]
+        del older["combinations"][older["chosen"]]["cold_test_mpr"]
+        path.write_text(json.dumps(older))
+    for saved in (out / "saved").glob("BPR-toy-id-*.pth"):   # the ID run loses its checkpoint
+        saved.unlink()
+    capsys.readouterr()
+    assert main(args) == 0                                    # nothing is trained again
+    err = capsys.readouterr().err
+    assert "BPR-toy-motor-1: cold_test_mpr added from its saved checkpoint" in err
+    assert "BPR-toy-id-1: cold_test_mpr not known (no checkpoint" in err
+    assert json.loads(paths["motor"].read_text()) == trained["motor"]
+    assert "cold_test_mpr" not in json.loads(paths["id"].read_text())["best"]
+    rows = table((out / "cold_start.md").read_text(), "## toy (cold_item_ratio 0.1)")
+    assert rows["BPR"]["ID cold MPR"] == "-"
+    assert float(rows["BPR"]["MOTOR cold MPR"].split("±")[0]) == trained["motor"]["best"]["cold_test_mpr"]
