@@ -24,8 +24,11 @@ and, when matplotlib is importable (``pip install mmrec-motor[plot]``), a PNG ne
   ``<model>-<dataset>-motor-<seed>-M<m>-b<nbits>``; with ``--id-baseline`` also the ID runs) and
   ``DIR/token_budget.md`` / ``.png``: item-representation parameters and test Recall@20 / NDCG@20.
 - ``cold-start``: bench runs with ``cold_item_ratio`` = ``--ratio`` (mmrec_motor/data/cold.py) and
-  ``DIR/cold_start.md`` / ``.png``: Recall@20 / NDCG@20 on the held-out items (``cold_test``) and on
-  all test items, ID vs MOTOR; ``results.csv`` / ``summary.md`` as by ``bench``.
+  ``DIR/cold_start.md`` / ``.png``: Recall@20 / NDCG@20 and the mean percentile rank
+  (``cold_test_mpr``) of the held-out items (``cold_test``), and Recall@20 / NDCG@20 on all test
+  items, ID vs MOTOR; ``results.csv`` / ``summary.md`` as by ``bench``. A finished run from before
+  ``cold_test_mpr`` gets it from its saved best checkpoint (only when that reproduces the run's
+  held-out metrics).
 
 Values over seeds are mean ± std (ddof=1); the exit status is 1 when a run failed (the others go on
 and the tables show what finished).
