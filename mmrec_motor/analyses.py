@@ -825,7 +825,8 @@ def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
                       (load_result(out, x) for x in runs if x.spec.dataset == dataset) if r), None)
         size_lines = [f"- {'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, sorted(seeds)))}: "
                       f"{a} held-out items, {b} test interactions of theirs ({c} users)"
-                      + ("" if d is None else f", {d} users left without a training row (dropped)")
+                      + ("" if d is None else f", {d} user{'' if d == 1 else 's'} left without a training "
+                                              f"row (dropped)")
                       for (a, b, c, d), seeds in sizes.items()]
         lines += [f"## {dataset} (cold_item_ratio {ratio})", "", *(size_lines or ["No finished run."]), "",
                   markdown_table(header, table), ""]
