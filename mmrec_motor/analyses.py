@@ -821,6 +821,9 @@ def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
                                      set()).add(benchmark.run_seed(r))
             bars[model] = {(v, s): (_mean(values(v, s, "recall")), _std(values(v, s, "recall")))
                            for v in benchmark.VARIANTS for s in ("cold_test", "test")}
+            for v in benchmark.VARIANTS:
+                mpr = [r["best"].get("cold_test_mpr") for r in res[v]]
+                bars[model][(v, "mpr")] = (_mean(mpr), _std(mpr))
         ratio = next((r["config"].get("cold_item_ratio") for r in
                       (load_result(out, x) for x in runs if x.spec.dataset == dataset) if r), None)
         size_lines = [f"- {'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, sorted(seeds)))}: "
@@ -835,7 +838,24 @@ def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
 
 
 def _plot_cold_start(plots, path: str) -> bool:
+    """Per dataset two panels: Recall@20 (held-out and all items), and the held-out items' MPR."""
     def draw(axes):
+        for ax, (dataset, bars) in zip(axes[1], plots):
+            models = list(bars)
+            x = np.arange(len(models))
+            for j, variant in enumerate(benchmark.VARIANTS):
+                means = [bars[m][(variant, "mpr")][0] for m in models]
+                ax.bar(x + (j - 0.5) * 0.35, [np.nan if v is None else v for v in means], 0.35,
+                       yerr=[bars[m][(variant, "mpr")][1] for m in models], capsize=2,
+                       label=_variant_label(variant), color="C0" if variant == "id" else "C1",
+                       hatch="//" if variant == "motor" else None)
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="no knowledge (0.5)")
+            ax.set_ylim(0, 1)
+            ax.set_xticks(x)
+            ax.set_xticklabels(models)
+            ax.set_ylabel("held-out items' MPR (lower is better)")
+            ax.set_title(f"{dataset}: where held-out items rank")
+            ax.legend(fontsize=7)
         for ax, (dataset, bars) in zip(axes[0], plots):
             models = list(bars)
             x = np.arange(len(models))
@@ -855,7 +875,7 @@ def _plot_cold_start(plots, path: str) -> bool:
             ax.set_title(f"{dataset}: inductive cold start")
             ax.legend(fontsize=7)
 
-    return _save_png(path, 1, len(plots), 6.0, 3.8, draw)
+    return _save_png(path, 2, len(plots), 6.0, 3.8, draw)
 
 
 def cold_start_main(argv: List[str]) -> int:
