@@ -103,3 +103,17 @@ def test_lfm2k_loads_with_published_statistics():
     assert (len(data.train), len(data.valid), len(data.test)) == (44327, 4799, 7219)
     features = load_features(Config("FREEDOM", "lfm2k", {"data_path": str(folder.parent)}), data.n_items)
     assert features["v"].shape == (1425, 512) and features["t"].shape == (1425, 384)
+
+
+def test_toy_generated_by_several_processes_at_once_is_whole_and_identical(tmp_path):
+    # benchmarks/parallel.py starts runs side by side on a fresh clone: each may generate toy at once
+    import subprocess
+    import sys
+    code = "import sys; from mmrec_motor.data.toy import ensure_toy; ensure_toy(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "shared")]) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    generate_toy(str(tmp_path / "alone"))
+    names = sorted(p.name for p in (tmp_path / "shared" / "toy").iterdir())
+    assert names == ["image_feat.npy", "text_feat.npy", "toy.inter"]          # no temporary file left
+    for name in names:
+        assert (tmp_path / "shared" / "toy" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes()
