@@ -46,7 +46,8 @@ def test_it_refuses_unknown_tables_models_and_bare_words():
 def test_bench_and_cold_items_on_toy_then_resume(tmp_path):
     out = tmp_path / "out"
     args = ["--tables", "bench,cold-items", "--models", "BPR", "--seeds", "1", "-d", "toy", "--jobs", 2,
-            "--out", out, "--epochs=2", f"--use_gpu={use_gpu()}"]
+            "--out", out, "--epochs=2", f"--use_gpu={use_gpu()}",
+            f"--data_path={tmp_path / 'data'}"]     # toy is generated here by two runs at once
     done = reproduce(*args)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 finished" in done.stdout
