@@ -30,7 +30,8 @@ from mmrec_motor.config import available_models  # noqa: E402
 from mmrec_motor.motor.adapters import RefusedAdapter, registered_adapters  # noqa: E402
 
 TABLES = ("bench", "cold-items", "cold-start", "token-budget")
-# what each table of docs/benchmarks.md ran: models and seeds
+# each table's models and seeds (docs/benchmarks.md; a table there may so far have fewer seeds:
+# token budget 2, LGMRec's cold items 5)
 DEFAULT_MODELS = {
     "bench": ",".join(available_models()),
     "cold-items": "FREEDOM,BM3,LGMRec",
