@@ -282,7 +282,7 @@ def cold_mpr_from_checkpoint(out: str, run: Run, overrides: Mapping[str, Any], r
                          config["device"])
     if cold.evaluate(model) != result["best"]["cold_test"]:
         return False
-    mpr = round(float(cold.percentile_ranks(model).mean()), 4)
+    mpr = cold.mean_percentile_rank(model)
     result["best"]["cold_test_mpr"] = mpr
     result["combinations"][result["chosen"]]["cold_test_mpr"] = mpr
     benchmark.write_json_atomic(run_path(out, run), result)

@@ -157,6 +157,10 @@ class TopKEvaluator:
             out.append(((higher + ties / 2) / (n_candidates - 1).clamp(min=1)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def mean_percentile_rank(self, model: torch.nn.Module) -> float:
+        """MPR: the mean of :meth:`percentile_ranks`, rounded to 4 decimals as the metrics are."""
+        return round(float(self.percentile_ranks(model).mean()), 4)
+
     def evaluate(self, model: torch.nn.Module) -> Dict[str, float]:
         return self.metrics_of(self.rank(model))
 

@@ -187,7 +187,7 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
     extra = {}
     if cold is not None:          # held-out items only, at the best-valid epoch (the model holds it now)
         extra["cold_test"] = cold.evaluate(model)
-        extra["cold_test_mpr"] = round(float(cold.percentile_ranks(model).mean()), 4)
+        extra["cold_test_mpr"] = cold.mean_percentile_rank(model)
         logger.info("cold test result (held-out items): \n" + format_metrics(extra["cold_test"])
                     + f"\nmean percentile rank of the held-out test items: {extra['cold_test_mpr']:.4f} "
                       f"(0 = first, 0.5 = random)")

@@ -102,6 +102,7 @@ def test_percentile_ranks_by_hand(batch_size):
     # scores -i: user 0's candidates are items 2..9 (8), item 2 is first -> 0/7; user 1's are the 9
     # items but 5: item 0 first -> 0/8, item 9 last -> 8/8
     assert evaluator.percentile_ranks(FixedScores(10)).tolist() == [0.0, 0.0, 1.0]
+    assert evaluator.mean_percentile_rank(FixedScores(10)) == 0.3333
     # all scores equal: every item shares every place -> 0.5
     assert evaluator.percentile_ranks(TableScores([0.0] * 10)).tolist() == [0.5, 0.5, 0.5]
     # item 3 above a tie of the rest: user 0, item 2: 1 higher, 6 others tied of 7 -> (1 + 3) / 7;
