@@ -807,13 +807,16 @@ def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
             def values(variant, split, metric):
                 return [r["best"].get(split, {}).get(f"{metric}@{K}") for r in res[variant]]
 
+            def mprs(variant):         # runs from before the key have none: "-" in the table
+                return [r["best"].get("cold_test_mpr") for r in res[variant]]
+
             row: List[Any] = [model]
             for split in ("cold_test", "test"):
                 for metric in ("recall", "ndcg"):
                     row += [_stat(values("id", split, metric)), _stat(values("motor", split, metric)),
                             _delta(values("id", split, metric), values("motor", split, metric))]
-                if split == "cold_test":      # runs from before the key have no MPR: "-"
-                    row += [_stat([r["best"].get("cold_test_mpr") for r in res[v]]) for v in ("id", "motor")]
+                if split == "cold_test":
+                    row += [_stat(mprs(v)) for v in benchmark.VARIANTS]
             row.append(f"{len(res['id'])}/{len(res['motor'])}")
             table.append(row)
             for r in res["id"] + res["motor"]:
@@ -824,8 +827,7 @@ def cold_start_report(out: str, runs: Sequence[Run]) -> List[str]:
             bars[model] = {(v, s): (_mean(values(v, s, "recall")), _std(values(v, s, "recall")))
                            for v in benchmark.VARIANTS for s in ("cold_test", "test")}
             for v in benchmark.VARIANTS:
-                mpr = [r["best"].get("cold_test_mpr") for r in res[v]]
-                bars[model][(v, "mpr")] = (_mean(mpr), _std(mpr))
+                bars[model][(v, "mpr")] = (_mean(mprs(v)), _std(mprs(v)))
         ratio = next((r["config"].get("cold_item_ratio") for r in
                       (load_result(out, x) for x in runs if x.spec.dataset == dataset) if r), None)
         size_lines = [f"- {'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, sorted(seeds)))}: "
