@@ -26,23 +26,24 @@ from typing import Dict, List, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from mmrec_motor.config import available_models  # noqa: E402
+from mmrec_motor.benchmark import parse_seeds, split_list  # noqa: E402
+from mmrec_motor.config import ConfigError, available_models  # noqa: E402
 from mmrec_motor.motor.adapters import RefusedAdapter, registered_adapters  # noqa: E402
 
 TABLES = ("bench", "cold-items", "cold-start", "token-budget")
 # each table's models and seeds (docs/benchmarks.md; a table there may so far have fewer seeds:
 # token budget 2, LGMRec's cold items 5)
 DEFAULT_MODELS = {
-    "bench": ",".join(available_models()),
-    "cold-items": "FREEDOM,BM3,LGMRec",
-    "cold-start": "FREEDOM,BM3,LGMRec",
-    "token-budget": "FREEDOM",
+    "bench": available_models(),
+    "cold-items": ["FREEDOM", "BM3", "LGMRec"],
+    "cold-start": ["FREEDOM", "BM3", "LGMRec"],
+    "token-budget": ["FREEDOM"],
 }
 DEFAULT_SEEDS = {
-    "bench": "999,1000,1001,1002,1003",
-    "cold-items": "999,1000,1001",
-    "cold-start": "999,1000,1001",
-    "token-budget": "999,1000,1001",
+    "bench": [999, 1000, 1001, 1002, 1003],
+    "cold-items": [999, 1000, 1001],
+    "cold-start": [999, 1000, 1001],
+    "token-budget": [999, 1000, 1001],
 }
 # the table's own arguments after -m ... --seeds ...
 TABLE_ARGS = {
@@ -93,13 +94,6 @@ def plan(tables: Sequence[str], models: Dict[str, List[str]], seeds: Dict[str, L
     return commands
 
 
-def split(text: str, what: str) -> List[str]:
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    if not values:
-        raise SystemExit(f"{what}: expected a comma-separated list, got {text!r}")
-    return values
-
-
 def main(argv: Sequence[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--tables", default=",".join(TABLES), help=f"some of {','.join(TABLES)} (default all)")
@@ -116,19 +110,20 @@ def main(argv: Sequence[str] = None) -> int:
         parser.error(f"expected --key=value config overrides after the options, got {' '.join(bad)}")
     if not any(a.startswith("--num_threads=") for a in rest):
         rest = ["--num_threads=1"] + rest
-    tables = split(args.tables, "--tables")
+    try:
+        tables = split_list(args.tables, "--tables")
+        chosen = split_list(args.models, "--models") if args.models else None
+        seeds = parse_seeds(args.seeds) if args.seeds else None
+    except ConfigError as exc:
+        parser.error(str(exc))
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
         parser.error(f"--tables: unknown {', '.join(unknown)}; expected some of {', '.join(TABLES)}")
-    chosen = split(args.models, "--models") if args.models else None
     missing = [m for m in chosen or [] if m not in available_models()]
     if missing:
         parser.error(f"--models: unknown {', '.join(missing)}; available: {', '.join(available_models())}")
-    models = {t: chosen or split(DEFAULT_MODELS[t], t) for t in tables}
-    try:
-        seeds = {t: [int(s) for s in split(args.seeds or DEFAULT_SEEDS[t], "--seeds")] for t in tables}
-    except ValueError:
-        parser.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+    models = {t: chosen or DEFAULT_MODELS[t] for t in tables}
+    seeds = {t: seeds or DEFAULT_SEEDS[t] for t in tables}
     commands = plan(tables, models, seeds, args.dataset, args.out, rest)
     if args.dry_run:
         print("\n".join(command for _, _, command in commands))
