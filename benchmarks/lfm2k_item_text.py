@@ -40,15 +40,16 @@ def item_to_artist(inter: pd.DataFrame, og: pd.DataFrame, inter_path: str, og_pa
     if len(differ):
         raise SystemExit(f"{og_path} and {inter_path} differ in x_label from data row {differ[0] + 1}: "
                          f"not row-aligned")
+    pairs = {}
     for column, what in (("userID", "user"), ("itemID", "item")):
-        pairs = pd.DataFrame({"ours": inter[column].values, "og": og[column].values}).drop_duplicates()
-        if pairs["ours"].duplicated().any() or pairs["og"].duplicated().any():
-            ours = pairs.loc[pairs["ours"].duplicated(keep=False) | pairs["og"].duplicated(keep=False)].iloc[0]
+        pairs[what] = pd.DataFrame({"ours": inter[column].values, "og": og[column].values}).drop_duplicates()
+        clash = pairs[what]["ours"].duplicated(keep=False) | pairs[what]["og"].duplicated(keep=False)
+        if clash.any():
+            first = pairs[what].loc[clash].iloc[0]
             raise SystemExit(f"{og_path} vs {inter_path}: {what} IDs do not map one to one (e.g. our {what} "
-                             f"{ours['ours']} <-> original {ours['og']} and others): not row-aligned")
-        if column == "itemID":
-            return pairs.set_index(pairs["ours"].astype(int))["og"].sort_index()
-    raise AssertionError("unreachable")
+                             f"{first['ours']} <-> original {first['og']} and others): not row-aligned")
+    items = pairs["item"]
+    return items.set_index(items["ours"].astype(int))["og"].sort_index()
 
 
 def item_texts(mapping: pd.Series, tags: pd.DataFrame, names: pd.DataFrame = None) -> pd.DataFrame:
