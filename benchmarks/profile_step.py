@@ -1,0 +1,87 @@
+"""Where one backbone's training step spends its time: torch's profiler over a few training
+batches at the true size of an Amazon dataset, with random features of the real widths (as
+``speed.py``). Prints the mean seconds per batch and the ops ordered by their own CPU time.
+
+    python benchmarks/profile_step.py --model LGMRec --dataset baby --data_path ../shared/data \
+        --variant id --num_threads 2
+
+Speed only (random features). Time it on a quiet machine. Each batch is what the trainer does:
+``zero_grad``, ``calculate_loss``, ``backward``, ``step`` (Adam at the model's learning rate).
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmrec_motor.bench import first_grid_values, random_features  # noqa: E402
+from mmrec_motor.config import Config, parse_overrides  # noqa: E402
+from mmrec_motor.data.sampler import BPRSampler  # noqa: E402
+from mmrec_motor.quick_start import build_model, load_data  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="LGMRec")
+    parser.add_argument("--dataset", default="baby")
+    parser.add_argument("--data_path", default="../shared/data")
+    parser.add_argument("--variant", choices=["id", "motor"], default="id")
+    parser.add_argument("--warmup", type=int, default=2, help="batches run before timing")
+    parser.add_argument("--batches", type=int, default=5, help="batches timed, then profiled")
+    parser.add_argument("--rows", type=int, default=15, help="ops shown")
+    parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--scratch", default=None, help="folder for the random-feature copy")
+    args, rest = parser.parse_known_args()
+    torch.set_num_threads(args.num_threads)
+    scratch = args.scratch or tempfile.mkdtemp(prefix="mmrec-motor-profile-")
+    source = Config("BPR", args.dataset, {"data_path": args.data_path})
+    random_features(os.path.join(scratch, args.dataset), os.path.join(args.data_path, args.dataset,
+                    source["inter_file_name"]), {"image_feat.npy": 4096, "text_feat.npy": 384},
+                    load_data(source).n_items)
+    overrides = {"data_path": scratch, "vision_feature_file": "image_feat.npy",
+                 "text_feature_file": "text_feat.npy", "num_threads": args.num_threads,
+                 "log_dir": os.path.join(scratch, "log"), **parse_overrides(rest)}
+    values = first_grid_values(args.model, args.dataset, overrides)
+    values.update({"motor": args.variant == "motor"})
+    config = Config(args.model, args.dataset, values)
+    data = load_data(config)
+    model, _ = build_model(config, data)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+    sampler = BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
+                         device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
+    if hasattr(model, "pre_epoch_processing"):
+        model.pre_epoch_processing()
+    batches = iter(sampler)
+    needed = args.warmup + 2 * args.batches
+    if needed > len(sampler):
+        raise SystemExit(f"--warmup + 2 x --batches = {needed} batches, but an epoch of "
+                         f"{args.dataset} has {len(sampler)}")
+
+    def step() -> None:
+        optimizer.zero_grad()
+        loss = model.calculate_loss(next(batches))
+        (sum(loss) if isinstance(loss, tuple) else loss).backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.batches):
+        step()
+    per_batch = (time.perf_counter() - start) / args.batches
+    print(f"{args.model} {args.variant} on {args.dataset}: {per_batch:.3f} s per batch of "
+          f"{config['train_batch_size']}, {len(sampler)} batches per epoch "
+          f"(~{per_batch * len(sampler):.1f} s of batches per epoch), {args.num_threads} threads")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.batches):
+            step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+
+
+if __name__ == "__main__":
+    main()
