@@ -18,7 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmrec_motor.bench import first_grid_values, random_features  # noqa: E402
+from mmrec_motor.bench import first_grid_values, random_feature_copy  # noqa: E402
 from mmrec_motor.config import Config, parse_overrides  # noqa: E402
 from mmrec_motor.data.sampler import BPRSampler  # noqa: E402
 from mmrec_motor.quick_start import build_model, load_data  # noqa: E402
@@ -38,13 +38,9 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     torch.set_num_threads(args.num_threads)
     scratch = args.scratch or tempfile.mkdtemp(prefix="mmrec-motor-profile-")
-    source = Config("BPR", args.dataset, {"data_path": args.data_path})
-    random_features(os.path.join(scratch, args.dataset), os.path.join(args.data_path, args.dataset,
-                    source["inter_file_name"]), {"image_feat.npy": 4096, "text_feat.npy": 384},
-                    load_data(source).n_items)
-    overrides = {"data_path": scratch, "vision_feature_file": "image_feat.npy",
-                 "text_feature_file": "text_feat.npy", "num_threads": args.num_threads,
-                 "log_dir": os.path.join(scratch, "log"), **parse_overrides(rest)}
+    overrides = {**random_feature_copy(args.dataset, args.data_path, scratch),
+                 "num_threads": args.num_threads, "log_dir": os.path.join(scratch, "log"),
+                 **parse_overrides(rest)}
     values = first_grid_values(args.model, args.dataset, overrides)
     values.update({"motor": args.variant == "motor"})
     config = Config(args.model, args.dataset, values)

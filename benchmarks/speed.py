@@ -16,10 +16,8 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmrec_motor.bench import markdown_table, random_features, run_one  # noqa: E402
+from mmrec_motor.bench import markdown_table, random_feature_copy, run_one  # noqa: E402
 from mmrec_motor.config import parse_overrides  # noqa: E402
-from mmrec_motor.data.dataset import load_dataset  # noqa: E402
-from mmrec_motor.config import Config  # noqa: E402
 from mmrec_motor.motor import MotorNotApplicableError  # noqa: E402
 
 
@@ -34,14 +32,10 @@ def main() -> None:
     parser.add_argument("--scratch", default=None, help="folder for the random-feature copy")
     args, rest = parser.parse_known_args()
     scratch = args.scratch or tempfile.mkdtemp(prefix="mmrec-motor-speed-")
-    source = Config("BPR", args.dataset, {"data_path": args.data_path})
-    n_items = load_dataset(source).n_items
-    random_features(os.path.join(scratch, args.dataset), os.path.join(args.data_path, args.dataset,
-                    source["inter_file_name"]), {"image_feat.npy": 4096, "text_feat.npy": 384}, n_items)
-    overrides = {"data_path": scratch, "epochs": args.epochs, "stopping_step": args.epochs,
+    overrides = {**random_feature_copy(args.dataset, args.data_path, scratch),
+                 "epochs": args.epochs, "stopping_step": args.epochs,
                  "num_threads": args.num_threads, "checkpoint_every": 0, "verbose": False,
                  "log_dir": os.path.join(scratch, "log"), "checkpoint_dir": os.path.join(scratch, "saved"),
-                 "vision_feature_file": "image_feat.npy", "text_feature_file": "text_feat.npy",
                  **parse_overrides(rest)}
     rows = []
     for model in args.models.split(","):

@@ -40,19 +40,27 @@ def mean_std(values: Iterable[float]) -> str:
     return f"{array.mean():.4f} ± {array.std(ddof=1) if len(array) > 1 else 0.0:.4f}"
 
 
-def random_features(folder: str, inter_source: str, shapes: Mapping[str, int], n_items: int,
-                    seed: int = 0) -> None:
-    """A dataset folder for speed and memory runs: the real ``.inter`` (linked) with random
-    features of the given widths (never use it for accuracy)."""
+def random_feature_copy(dataset: str, data_path: str, scratch: str, seed: int = 0) -> Dict[str, str]:
+    """A copy of ``dataset`` under ``scratch`` for speed and memory runs (never for accuracy): its
+    real ``.inter`` (linked) with random features of the real widths, image [n_items, 4096] and
+    text [n_items, 384]. Returns the overrides that point a run at the copy."""
+    from mmrec_motor.quick_start import load_data       # generates toy on first use
+
+    source = Config("BPR", dataset, {"data_path": data_path})
+    n_items = load_data(source).n_items
+    folder = os.path.join(scratch, dataset)
     os.makedirs(folder, exist_ok=True)
-    link = os.path.join(folder, os.path.basename(inter_source))
+    inter = os.path.join(data_path, dataset, source["inter_file_name"])
+    link = os.path.join(folder, os.path.basename(inter))
     if not os.path.exists(link):
-        os.symlink(os.path.abspath(inter_source), link)
+        os.symlink(os.path.abspath(inter), link)
     rng = np.random.default_rng(seed)
-    for name, width in shapes.items():
+    files = {"vision_feature_file": ("image_feat.npy", 4096), "text_feature_file": ("text_feat.npy", 384)}
+    for name, width in files.values():
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             np.save(path, rng.standard_normal((n_items, width), dtype=np.float32))
+    return {"data_path": scratch, **{key: name for key, (name, _) in files.items()}}
 
 
 def markdown_table(header: List[str], rows: List[List[Any]]) -> str:

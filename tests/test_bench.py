@@ -144,3 +144,24 @@ def test_bench_refuses_keys_it_owns_and_mixed_overrides(tmp_path, run_dirs, caps
 def test_report_needs_a_bench_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "not a bench folder" in capsys.readouterr().err
+
+
+def test_random_feature_copy_keeps_the_interactions_and_draws_features_of_the_real_widths(tmp_path):
+    from mmrec_motor.bench import random_feature_copy
+    from mmrec_motor.config import Config
+    from mmrec_motor.data.dataset import load_features
+    from mmrec_motor.quick_start import load_data
+
+    data_path, scratch = tmp_path / "data", tmp_path / "scratch"
+    overrides = random_feature_copy("toy", str(data_path), str(scratch))
+    assert overrides == {"data_path": str(scratch), "vision_feature_file": "image_feat.npy",
+                         "text_feature_file": "text_feat.npy"}
+    link = scratch / "toy" / "toy.inter"
+    assert link.is_symlink() and os.path.samefile(link, data_path / "toy" / "toy.inter")
+    n_items = load_data(Config("BPR", "toy", {"data_path": str(data_path)})).n_items      # 300
+    assert np.load(scratch / "toy" / "image_feat.npy").shape == (n_items, 4096)
+    assert np.load(scratch / "toy" / "text_feat.npy").shape == (n_items, 384)
+    copy_config = Config("BPR", "toy", overrides)
+    assert load_data(copy_config).n_items == n_items
+    features = load_features(copy_config, n_items)          # what a model of the copy reads
+    assert features["v"].shape == (n_items, 4096) and features["t"].shape == (n_items, 384)
