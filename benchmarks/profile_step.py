@@ -5,10 +5,12 @@ batches at the true size of an Amazon dataset, with random features of the real 
     python benchmarks/profile_step.py --model LGMRec --dataset baby --data_path ../shared/data \
         --variant id --num_threads 2
 
-Speed only (random features). Time it on a quiet machine. Each batch is what the trainer does:
-``zero_grad``, ``calculate_loss``, ``backward``, ``step`` (Adam at the model's learning rate).
+Speed only (random features). Time it on a quiet machine. Each batch goes through the trainer's
+own training loop (``Trainer._train_epoch``: its optimizer with MOTOR's parameter group, clipping).
 """
 import argparse
+import itertools
+import logging
 import os
 import sys
 import tempfile
@@ -22,6 +24,7 @@ from mmrec_motor.bench import first_grid_values, random_feature_copy  # noqa: E4
 from mmrec_motor.config import Config, parse_overrides  # noqa: E402
 from mmrec_motor.data.sampler import BPRSampler  # noqa: E402
 from mmrec_motor.quick_start import build_model, load_data  # noqa: E402
+from mmrec_motor.trainer import Trainer  # noqa: E402
 
 
 def main() -> None:
@@ -46,36 +49,28 @@ def main() -> None:
     config = Config(args.model, args.dataset, values)
     data = load_data(config)
     model, _ = build_model(config, data)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+    trainer = Trainer(config, model, logging.getLogger("profile_step"))
     sampler = BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
                          device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
-    if hasattr(model, "pre_epoch_processing"):
-        model.pre_epoch_processing()
+    model.pre_epoch_processing()
     batches = iter(sampler)
     needed = args.warmup + 2 * args.batches
     if needed > len(sampler):
         raise SystemExit(f"--warmup + 2 x --batches = {needed} batches, but an epoch of "
                          f"{args.dataset} has {len(sampler)}")
 
-    def step() -> None:
-        optimizer.zero_grad()
-        loss = model.calculate_loss(next(batches))
-        (sum(loss) if isinstance(loss, tuple) else loss).backward()
-        optimizer.step()
+    def train(n_batches: int) -> None:
+        trainer._train_epoch(itertools.islice(batches, n_batches), epoch=1)
 
-    for _ in range(args.warmup):
-        step()
+    train(args.warmup)
     start = time.perf_counter()
-    for _ in range(args.batches):
-        step()
+    train(args.batches)
     per_batch = (time.perf_counter() - start) / args.batches
     print(f"{args.model} {args.variant} on {args.dataset}: {per_batch:.3f} s per batch of "
           f"{config['train_batch_size']}, {len(sampler)} batches per epoch "
           f"(~{per_batch * len(sampler):.1f} s of batches per epoch), {args.num_threads} threads")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(args.batches):
-            step()
+        train(args.batches)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
 
 
