@@ -31,8 +31,7 @@ from mmrec_motor.config import ConfigError, available_models  # noqa: E402
 from mmrec_motor.motor.adapters import RefusedAdapter, registered_adapters  # noqa: E402
 
 TABLES = ("bench", "cold-items", "cold-start", "token-budget")
-# each table's models and seeds (docs/benchmarks.md; a table there may so far have fewer seeds:
-# token budget 2, LGMRec's cold items 5)
+# each table's models and seeds (docs/benchmarks.md; LGMRec's cold items there have 5 seeds)
 DEFAULT_MODELS = {
     "bench": available_models(),
     "cold-items": ["FREEDOM", "BM3", "LGMRec"],
