@@ -3,10 +3,11 @@
 Precedence (later wins), the one place it is written down:
 
 1. ``configs/overall.yaml``                  global defaults (MMRec's overall.yaml, plus our keys)
-2. ``configs/dataset/<dataset>.yaml``        if it exists; a dataset folder without a yaml runs on
+2. ``configs/model/MOTOR.yaml``              MOTOR's defaults (``motor_*`` keys), always loaded so that
+                                             a dataset or backbone yaml can override them (a text-only
+                                             dataset sets ``motor_modalities: ['t']``)
+3. ``configs/dataset/<dataset>.yaml``        if it exists; a dataset folder without a yaml runs on
                                              defaults (``inter_file_name: <dataset>.inter``)
-3. ``configs/model/MOTOR.yaml``              MOTOR's defaults (``motor_*`` keys), always loaded so that
-                                             a backbone yaml can override them
 4. ``configs/model/<MODEL>.yaml``            the backbone's hyper-parameters and grid
 5. the command line (``--key=value``, the value parsed as YAML) or the ``overrides`` dict
 
@@ -253,8 +254,8 @@ class Config(Mapping[str, Any]):
         self.files: List[Path] = []
         values: Dict[str, Any] = {}
         grid_keys: List[str] = []
-        layers = [CONFIG_ROOT / "overall.yaml", CONFIG_ROOT / "dataset" / f"{dataset}.yaml",
-                  CONFIG_ROOT / "model" / "MOTOR.yaml", CONFIG_ROOT / "model" / f"{model}.yaml"]
+        layers = [CONFIG_ROOT / "overall.yaml", CONFIG_ROOT / "model" / "MOTOR.yaml",
+                  CONFIG_ROOT / "dataset" / f"{dataset}.yaml", CONFIG_ROOT / "model" / f"{model}.yaml"]
         for path in layers:
             if not path.is_file():
                 continue

@@ -69,3 +69,13 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 def test_configs_ship_with_the_package():
     assert (CONFIG_ROOT / "overall.yaml").is_file()
     assert {"baby", "sports", "clothing", "lfm2k", "toy"} <= {p.stem for p in (CONFIG_ROOT / "dataset").glob("*.yaml")}
+
+
+def test_dataset_yaml_overrides_motor_defaults_and_model_yaml_overrides_both():
+    """MOTOR.yaml is a default layer: a text-only dataset's motor_modalities wins over it, and the
+    backbone yaml (GRCN's motor_learning_rate) and the command line win over the dataset."""
+    cfg = Config("FREEDOM", "sports20", {"motor": True})
+    assert cfg["motor_modalities"] == ["t"]
+    assert Config("FREEDOM", "toy", {"motor": True})["motor_modalities"] == ["v", "t"]
+    assert Config("GRCN", "sports20", {"motor": True})["motor_learning_rate"] == 0.001
+    assert Config("FREEDOM", "sports20", {"motor_modalities": ["v"]})["motor_modalities"] == ["v"]
