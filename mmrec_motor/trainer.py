@@ -194,6 +194,21 @@ class Trainer:
             return None
         return state
 
+    def _evaluate_untrained(self, valid: TopKEvaluator, test: TopKEvaluator) -> FitResult:
+        """A model with ``req_training: False`` (POP, ContentKNN): one evaluation, reported as the
+        best epoch 0 (no training epoch runs); its checkpoint is saved as a trained model's is."""
+        result = FitResult()
+        began = time.perf_counter()
+        result.best_valid = valid.evaluate(self.model)
+        result.eval_seconds.append(time.perf_counter() - began)
+        result.best_test = test.evaluate(self.model)
+        result.best_valid_score, result.best_epoch = result.best_valid[self.valid_metric], 0
+        self.logger.info(f"not trained (req_training: False); valid_score: {result.best_valid_score:f}")
+        if self.checkpoint_path:
+            _atomic_save({"model": self.model.state_dict(), "epoch": 0, "valid": result.best_valid,
+                          "test": result.best_test}, self.checkpoint_path)
+        return result
+
     def fit(self, sampler: BPRSampler, valid: TopKEvaluator, test: TopKEvaluator,
             resume: bool = False) -> FitResult:
         config, log = self.config, self.logger
@@ -217,7 +232,7 @@ class Trainer:
         elif resume:
             log.info(f"resume: no checkpoint {last_path} for this run's settings; starting at epoch 0")
         if not config["req_training"]:
-            start = config["epochs"]
+            return self._evaluate_untrained(valid, test)
         stopping_step = config["stopping_step"]
         for epoch in range(start, config["epochs"]):
             began = time.perf_counter()
