@@ -346,6 +346,11 @@ register_adapter("DRAGON", RefusedAdapter(
     "item-item graphs"))
 register_adapter("PGL", RefusedAdapter(
     "its items are cat(normalize(image_trs(v)), normalize(text_trs(t))), built from features only"))
+register_adapter("POP", RefusedAdapter(
+    "it is not trained (req_training: False) and ranks items by their training interactions"))
+register_adapter("ContentKNN", RefusedAdapter(
+    "it is not trained (req_training: False) and ranks items by their features' cosine to the user's "
+    "mean training item"))
 register_adapter("ItemKNNCBF", RefusedAdapter(
     "it is not trained (req_training: False) and scores items by k-NN over content features"))
 

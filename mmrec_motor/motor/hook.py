@@ -39,6 +39,7 @@ import torch
 
 from .adapters import JointTableAdapter, get_adapter
 from .cache import TokenCache, cached_tokenize
+from .content import CONTENT_MODES, centred_features
 from .item_embedding import MotorItemEmbedding
 from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
 from .tokenizer import TokenizerParams
@@ -60,6 +61,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_seed": None,
     "motor_learning_rate": None,
     "motor_weight_decay": None,
+    "motor_content": "none",
 }
 
 _MODALITY_FILE_KEYS = {"v": "vision_feature_file", "vision": "vision_feature_file",
@@ -216,10 +218,11 @@ def open_cache(config) -> Tuple[Optional[TokenCache], Optional[str]]:
 
 
 def tokenize_modalities(config, n_items: Optional[int] = None,
-                        modalities: Optional[Sequence[str]] = None):
+                        modalities: Optional[Sequence[str]] = None, with_features: bool = False):
     """Tokens and stats of each configured modality, through the cache.
 
-    Returns (modalities [(name, path, tokens, stats)], cache_dir).
+    Returns (modalities [(name, path, tokens, stats)], cache_dir); with ``with_features`` each
+    tuple also ends with the modality's feature matrix (n, D).
     """
     data = load_modalities(config, n_items, modalities)
     params = {m: tokenizer_params(config, m) for m, _, _ in data}  # validate before any work
@@ -228,7 +231,7 @@ def tokenize_modalities(config, n_items: Optional[int] = None,
     try:
         for m, path, feats in data:
             tokens, stats = cached_tokenize(feats, params[m], cache, n_items, name=path)
-            out.append((m, path, tokens, dict(stats, file=path)))
+            out.append((m, path, tokens, dict(stats, file=path)) + ((feats,) if with_features else ()))
     finally:
         if cache is not None:
             cache.close()
@@ -306,11 +309,19 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
     id_params = adapter.param_count(model)
     extra = adapter.extra_param_count(model)
 
-    mods, cache_dir = tokenize_modalities(config, n_items)
-    names = [m for m, _, _, _ in mods]
-    network = TokenCrossNetwork([t for _, _, t, _ in mods], [s["K"] for _, _, _, s in mods], dim,
+    content_mode = str(motor_setting(config, "motor_content")).lower()
+    if content_mode not in CONTENT_MODES:
+        raise ValueError(f"unknown motor_content {content_mode!r}: expected one of {', '.join(CONTENT_MODES)}")
+    mods, cache_dir = tokenize_modalities(config, n_items, with_features=True)
+    names = [m for m, _, _, _, _ in mods]
+    content = None
+    if content_mode != "none":   # each modality's features as its tokenizer normalised them, centred
+        content = [centred_features(f, tokenizer_params(config, m).normalize) for m, _, _, _, f in mods]
+    network = TokenCrossNetwork([t for _, _, t, _, _ in mods], [s["K"] for _, _, _, s, _ in mods], dim,
                                 variant=variant, n_layers=n_layers, rank=rank,
-                                seed=motor_seed(config), modality_names=names, cross_dim=cross_dim)
+                                seed=motor_seed(config), modality_names=names, cross_dim=cross_dim,
+                                content=content, content_mode=content_mode)
+    mods = [mod[:4] for mod in mods]
     motor = MotorItemEmbedding(network).to(device=table.device, dtype=table.dtype)
     adapter.install(model, motor)
 
@@ -332,6 +343,7 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
         "tcn_layers": n_layers,
         "tcn_rank": rank,
         "tcn_dim": int(network.cross_dim),
+        "content": content_mode,
         "item_repr_params_id": int(id_params),
         "item_repr_params_motor": int(total),
         "token_table_params": int(network.token_table_params()),

@@ -89,6 +89,8 @@ import torch
 import torch.nn.functional as tnf
 from torch import nn
 
+from .content import CONTENT_MODES, content_init, token_centroids
+
 VARIANTS = ("agnostic", "specific", "mean")
 
 
@@ -176,8 +178,17 @@ class TokenEmbedding(nn.Module):
     """
 
     def __init__(self, tokens: Sequence, codebook_sizes: Sequence[int], dim: int, init_bound: float,
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, content: Optional[Sequence] = None,
+                 content_mode: str = "none", content_std: Optional[float] = None):
         super().__init__()
+        if content_mode not in CONTENT_MODES:
+            raise ValueError(f"unknown content mode {content_mode!r} (motor_content): expected one of "
+                             f"{', '.join(CONTENT_MODES)}")
+        if content_mode != "none" and (content is None or len(content) != len(tokens)):
+            raise ValueError(f"motor_content={content_mode!r} needs one feature matrix per modality, got "
+                             f"{0 if content is None else len(content)} for {len(tokens)} modalities")
+        self.content_mode = content_mode
+        contents, projections = [], []
         if len(tokens) == 0 or len(tokens) != len(codebook_sizes):
             raise ValueError(f"need one token matrix per modality and one codebook size each, got "
                              f"{len(tokens)} token matrices and {len(codebook_sizes)} sizes")
@@ -203,8 +214,22 @@ class TokenEmbedding(nn.Module):
             self.num_subspaces.append(M)
             start += M
             w = torch.empty(M * K, dim).uniform_(-init_bound, init_bound, generator=generator)
+            if content_mode != "none":
+                centroids = token_centroids(t.numpy(), np.asarray(content[m]), K)       # (M K, D_m)
+                target = init_bound / math.sqrt(3.0) if content_std is None else float(content_std)
+                proj, start_table = content_init(centroids, dim, (cols[-1] - (row0 - M * K)).numpy(), target)
+                if content_mode == "init":
+                    w = torch.from_numpy(start_table)
+                else:                                   # proj: E_m = C_m W_m + Delta_m, Delta_m = 0
+                    w = torch.zeros(M * K, dim)
+                    contents.append(torch.from_numpy(centroids))
+                    projections.append(nn.Parameter(torch.from_numpy(proj)))
             tables.append(nn.Parameter(w))
         self.tables = nn.ParameterList(tables)
+        # proj: the constant centroids C_m (buffers) and the learned maps W_m (D_m, d)
+        for m, c in enumerate(contents):
+            self.register_buffer(f"content_{m}", c)
+        self.content_proj = nn.ParameterList(projections)
         self.register_buffer("token_ids", torch.cat(cols, dim=1).contiguous())
         self.dim = dim
         self.num_items = n
@@ -220,8 +245,14 @@ class TokenEmbedding(nn.Module):
         return self.table()[ids]
 
     def table(self) -> torch.Tensor:
-        """All token tables stacked: E_all, (sum_m M_m K_m, d)."""
-        return self.tables[0] if len(self.tables) == 1 else torch.cat(list(self.tables), dim=0)
+        """All token tables stacked: E_all, (sum_m M_m K_m, d); with ``proj`` content, modality m's
+        block is C_m W_m + Delta_m (:mod:`.content`)."""
+        if self.content_mode == "proj":
+            blocks = [torch.addmm(delta, getattr(self, f"content_{m}"), w)
+                      for m, (delta, w) in enumerate(zip(self.tables, self.content_proj))]
+        else:
+            blocks = list(self.tables)
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0)
 
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
         ids = self.token_ids if idx is None else self.token_ids[idx]
@@ -454,7 +485,8 @@ class TokenCrossNetwork(nn.Module):
     def __init__(self, tokens: Sequence, codebook_sizes: Sequence[int], dim: int,
                  variant: str = "agnostic", n_layers: int = 2, rank: int = 8,
                  init_bound: Optional[float] = None, seed: int = 0,
-                 modality_names: Optional[Sequence[str]] = None, cross_dim: Optional[int] = 16):
+                 modality_names: Optional[Sequence[str]] = None, cross_dim: Optional[int] = 16,
+                 content: Optional[Sequence] = None, content_mode: str = "none"):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown TCN variant {variant!r} (motor_tcn): expected one of "
@@ -475,7 +507,9 @@ class TokenCrossNetwork(nn.Module):
         self.modality_names = list(modality_names) if modality_names else [str(i) for i in range(len(tokens))]
         # nn.Linear's constructor draws from the global RNG (then we zero it): keep that state intact
         with torch.random.fork_rng(devices=[]):
-            self.embedding = TokenEmbedding(tokens, codebook_sizes, dim, a * math.sqrt(L), g)
+            self.embedding = TokenEmbedding(tokens, codebook_sizes, dim, a * math.sqrt(L), g,
+                                            content=content, content_mode=content_mode,
+                                            content_std=a / math.sqrt(3.0))
             self.token_proj = None
             if variant != "mean" and c < dim:
                 bound = math.sqrt(6.0 / (dim + c))
@@ -497,12 +531,14 @@ class TokenCrossNetwork(nn.Module):
     @staticmethod
     def expected_num_parameters(num_subspaces: Sequence[int], codebook_sizes: Sequence[int], dim: int,
                                 variant: str, n_layers: int, rank: int,
-                                cross_dim: Optional[int] = None) -> int:
-        """The parameter-count formula of the module docstring (cross_dim None / 0 / >= d: c = d)."""
+                                cross_dim: Optional[int] = None,
+                                content_dims: Optional[Sequence[int]] = None) -> int:
+        """The parameter-count formula of the module docstring (cross_dim None / 0 / >= d: c = d);
+        ``content_dims`` (D_m per modality) adds the ``proj`` content maps W_m, sum_m D_m d."""
         d, r = dim, rank
         c = resolve_cross_dim(cross_dim, d)
         p = d * c if c < d else 0
-        T = sum(M * K * d for M, K in zip(num_subspaces, codebook_sizes))
+        T = sum(M * K * d for M, K in zip(num_subspaces, codebook_sizes)) + sum(content_dims or []) * d
         L, P = sum(num_subspaces), len(num_subspaces)
         if variant == "mean":
             return T
@@ -514,6 +550,7 @@ class TokenCrossNetwork(nn.Module):
         raise ValueError(f"unknown TCN variant {variant!r}")
 
     def token_table_params(self) -> int:
+        """Token tables (and, with ``proj`` content, the content maps W_m)."""
         return sum(p.numel() for p in self.embedding.parameters())
 
     def cross_params(self) -> int:

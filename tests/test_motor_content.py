@@ -1,0 +1,106 @@
+"""Content-anchored token embeddings (motor_content): centroids, the init scale, the proj table and
+its gradients, parameter counts, and the hook's key check."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmrec_motor.motor.content import centred_features, content_init, token_centroids
+from mmrec_motor.motor.tcn import TokenCrossNetwork
+
+
+def test_token_centroids_by_hand():
+    tokens = np.array([[0, 1], [0, 0], [1, 1]])                 # M = 2, K = 2
+    feats = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]], np.float32)
+    c = token_centroids(tokens, feats, 2)
+    # rows: (s0,k0) items 0,1; (s0,k1) item 2; (s1,k0) item 1; (s1,k1) items 0,2
+    np.testing.assert_allclose(c, [[2.0, 1.0], [5.0, 4.0], [3.0, 2.0], [3.0, 2.0]])
+    # an unused codeword gets a zero row; a token out of range is refused
+    assert np.all(token_centroids(tokens, feats, 3)[2] == 0)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        token_centroids(np.array([[2, 0]] * 3), feats, 2)
+
+
+def test_centred_features_l2_then_centre():
+    x = centred_features(np.array([[3.0, 4.0], [0.0, 2.0]]), "l2")
+    np.testing.assert_allclose(x, [[0.3, -0.1], [-0.3, 0.1]], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown normalize"):
+        centred_features(np.ones((2, 2)), "zscore")
+
+
+def test_content_init_matches_target_std_and_keeps_content_order():
+    rng = np.random.default_rng(0)
+    feats = centred_features(rng.standard_normal((200, 12)), "l2")
+    tokens = rng.integers(0, 8, (200, 3))
+    c = token_centroids(tokens, feats, 8)
+    rows = tokens + np.arange(3) * 8
+    proj, table = content_init(c, 4, rows, target_std=0.05)
+    assert proj.shape == (12, 4) and table.shape == (24, 4)
+    np.testing.assert_allclose(table, c @ proj, rtol=1e-5, atol=1e-7)
+    assert table[rows].mean(axis=1).std() == pytest.approx(0.05, rel=1e-4)
+    # the projection's columns are orthogonal (principal directions, scaled)
+    gram = proj.T @ proj
+    np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-6)
+
+
+def _net(mode, variant="mean", n=150, seed=0):
+    rng = np.random.default_rng(seed)
+    toks = [rng.integers(0, 16, (n, 4)), rng.integers(0, 8, (n, 2))]
+    feats = [rng.standard_normal((n, 10)).astype(np.float32), rng.standard_normal((n, 6)).astype(np.float32)]
+    content = [centred_features(f) for f in feats]
+    return TokenCrossNetwork(toks, [16, 8], 8, variant=variant, n_layers=1, rank=2, cross_dim=4,
+                             content=content if mode != "none" else None, content_mode=mode), toks, content
+
+
+@pytest.mark.parametrize("variant", ["mean", "agnostic"])
+def test_parameter_counts_with_content(variant):
+    for mode, dims in (("none", None), ("init", None), ("proj", [10, 6])):
+        net, _, _ = _net(mode, variant)
+        expected = TokenCrossNetwork.expected_num_parameters([4, 2], [16, 8], 8, variant, 1, 2, 4,
+                                                             content_dims=dims)
+        assert sum(p.numel() for p in net.parameters()) == expected
+    # proj adds exactly sum_m D_m d
+    assert (TokenCrossNetwork.expected_num_parameters([4, 2], [16, 8], 8, "mean", 1, 2, 4, [10, 6])
+            - TokenCrossNetwork.expected_num_parameters([4, 2], [16, 8], 8, "mean", 1, 2, 4)) == 16 * 8
+
+
+def test_init_and_proj_start_from_the_same_content_table():
+    init, toks, content = _net("init")
+    proj, _, _ = _net("proj")
+    with torch.no_grad():
+        np.testing.assert_allclose(init().numpy(), proj().numpy(), rtol=1e-5, atol=1e-6)
+        # per modality: the table is the centroids through the learned map, plus a zero offset
+        emb = proj.embedding
+        c0 = torch.from_numpy(token_centroids(toks[0], content[0], 16))
+        torch.testing.assert_close(emb.table()[:64], c0 @ emb.content_proj[0])
+        assert float(emb.tables[0].abs().sum()) == 0.0
+    # the pooled item vectors have the ID table's per-coordinate std a / sqrt(3)
+    a = math.sqrt(6.0 / (150 + 8))
+    with torch.no_grad():
+        stds = [float(init.embedding.pooled(init.embedding.table(), m).std()) for m in (0, 1)]
+    assert stds == pytest.approx([a / math.sqrt(3)] * 2, rel=1e-3)
+
+
+def test_proj_gradient_reaches_the_content_map_through_an_item_no_batch_holds():
+    net, _, _ = _net("proj")
+    out = net(torch.tensor([0, 1, 2]))
+    out.sum().backward()
+    emb = net.embedding
+    assert emb.content_proj[0].grad is not None and float(emb.content_proj[0].grad.abs().sum()) > 0
+    # item 149 shares the content map: its row changes after one step on items 0-2
+    before = net().detach()[149].clone()
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.grad is not None:
+                p -= 0.1 * p.grad
+    assert not torch.allclose(net().detach()[149], before)
+
+
+def test_content_mode_needs_features_and_a_known_name():
+    rng = np.random.default_rng(0)
+    toks = [rng.integers(0, 4, (20, 2))]
+    with pytest.raises(ValueError, match="needs one feature matrix per modality"):
+        TokenCrossNetwork(toks, [4], 8, variant="mean", content_mode="proj")
+    with pytest.raises(ValueError, match="motor_content"):
+        TokenCrossNetwork(toks, [4], 8, variant="mean", content=[np.ones((20, 3))], content_mode="ids")
