@@ -62,6 +62,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_learning_rate": None,
     "motor_weight_decay": None,
     "motor_content": "none",
+    "motor_tuning_grid": {},   # read by the tuned protocol (mmrec_motor/tuning.py), not here
 }
 
 _MODALITY_FILE_KEYS = {"v": "vision_feature_file", "vision": "vision_feature_file",

@@ -1,0 +1,67 @@
+"""The tuned protocol: ID and MOTOR each get the same number of combinations, chosen on validation.
+
+Budget N (``--budget``). The backbone's grid (its yaml's ``hyper_parameters`` but ``seed``, as
+MMRec's itertools.product order lists them, P combinations) is reduced to N evenly spaced points of
+that list, b_k = grid[round(k (P - 1) / (N - 1))], k = 0..N-1 (all P when P <= N), so each grid key
+keeps its range (BPR's seven reg weights 2.0 .. 1e-5 become 2.0, 0.1, 1e-3, 1e-5).
+
+* ID side: b_0 .. b_{N-1}.
+* MOTOR side: the same backbone points, the k-th paired with the (k mod Q)-th of MOTOR's own Q
+  combinations (``motor_tuning_grid`` in configs/model/MOTOR.yaml, or a backbone yaml: a mapping
+  key -> list of values, expanded as a product in the order written), so both sides train the same
+  backbone settings and MOTOR's settings replace nothing the ID side gets.
+
+Each side reports, per seed, the test metrics of its combination with the best validation score
+(``valid_metric``); the number of combinations each side had is part of every report.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Dict, List, Mapping
+
+from mmrec_motor.config import Config, ConfigError
+
+SIDES = ("id", "motor")
+
+
+def backbone_points(config: Config, budget: int) -> List[Dict[str, Any]]:
+    """N evenly spaced combinations of the backbone grid (all of them when there are at most N)."""
+    if int(budget) < 1:
+        raise ConfigError(f"the tuning budget must be >= 1 combination, got {budget}")
+    names = [k for k in config.grid_keys() if k != "seed"]
+    options = [config[k] if isinstance(config[k], list) else [config[k]] for k in names]
+    product = [dict(zip(names, combo)) for combo in itertools.product(*options)]
+    if len(product) <= budget:
+        return product
+    if budget == 1:
+        return [product[0]]
+    last = len(product) - 1
+    return [product[round(k * last / (budget - 1))] for k in range(budget)]
+
+
+def motor_points(config: Config) -> List[Dict[str, Any]]:
+    """MOTOR's own combinations from ``motor_tuning_grid`` ({} -> one empty combination)."""
+    spec = config["motor_tuning_grid"] or {}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"config key 'motor_tuning_grid' must map motor_* keys to lists of values, "
+                          f"got {spec!r}")
+    names = list(spec)
+    for name in names:
+        if not str(name).startswith("motor_"):
+            raise ConfigError(f"motor_tuning_grid: key {name!r} is not a motor_* key")
+    options = [spec[k] if isinstance(spec[k], list) else [spec[k]] for k in names]
+    return [dict(zip(names, combo)) for combo in itertools.product(*options)]
+
+
+def tuning_plan(model: str, dataset: str, side: str, budget: int,
+                overrides: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The combinations one side trains: a list of N override dicts (grid keys pinned, MOTOR keys and
+    ``motor`` set), each a single-combination run. ``overrides`` are the run's other settings."""
+    if side not in SIDES:
+        raise ConfigError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
+    config = Config(model, dataset, dict(overrides))
+    points = backbone_points(config, budget)
+    if side == "id":
+        return [{**p, "motor": False} for p in points]
+    own = motor_points(config)
+    return [{**p, **own[k % len(own)], "motor": True} for k, p in enumerate(points)]
