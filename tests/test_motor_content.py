@@ -104,3 +104,28 @@ def test_content_mode_needs_features_and_a_known_name():
         TokenCrossNetwork(toks, [4], 8, variant="mean", content_mode="proj")
     with pytest.raises(ValueError, match="motor_content"):
         TokenCrossNetwork(toks, [4], 8, variant="mean", content=[np.ones((20, 3))], content_mode="ids")
+
+
+@pytest.mark.parametrize("variant", ["mean", "agnostic", "specific"])
+def test_token_dropout_is_training_only_and_a_full_mask_is_the_fast_path(variant):
+    rng = np.random.default_rng(1)
+    toks = [rng.integers(0, 16, (60, 4)), rng.integers(0, 8, (60, 2))]
+    plain = TokenCrossNetwork(toks, [16, 8], 8, variant=variant, n_layers=1, rank=2, cross_dim=4)
+    drop = TokenCrossNetwork(toks, [16, 8], 8, variant=variant, n_layers=1, rank=2, cross_dim=4,
+                             token_dropout=0.5)
+    drop.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(drop.eval()(), plain.eval()())            # off at evaluation
+        emb, table = plain.embedding, plain.embedding.table()
+        ones = torch.ones(60, 6)
+        torch.testing.assert_close(emb.pooled(table, mask=ones), emb.pooled(table))
+        torch.testing.assert_close(emb.gathered(table, mask=ones), emb.gathered(table))
+        # a dropped token leaves the mean of the others
+        mask = ones.clone()
+        mask[0, :5] = 0
+        torch.testing.assert_close(emb.pooled(table, mask=mask)[0], table[emb.token_ids[0, 5]])
+    torch.manual_seed(0)
+    out = drop.train()()
+    assert out.shape == (60, 8) and not torch.allclose(out, plain.eval()())
+    with pytest.raises(ValueError, match=r"motor_token_dropout\) must lie in \[0, 1\)"):
+        TokenCrossNetwork(toks, [16, 8], 8, variant=variant, token_dropout=1.0)

@@ -62,6 +62,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_learning_rate": None,
     "motor_weight_decay": None,
     "motor_content": "none",
+    "motor_token_dropout": 0.0,
     "motor_tuning_grid": {},   # read by the tuned protocol (mmrec_motor/tuning.py), not here
 }
 
@@ -321,7 +322,8 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
     network = TokenCrossNetwork([t for _, _, t, _, _ in mods], [s["K"] for _, _, _, s, _ in mods], dim,
                                 variant=variant, n_layers=n_layers, rank=rank,
                                 seed=motor_seed(config), modality_names=names, cross_dim=cross_dim,
-                                content=content, content_mode=content_mode)
+                                content=content, content_mode=content_mode,
+                                token_dropout=float(motor_setting(config, "motor_token_dropout")))
     mods = [mod[:4] for mod in mods]
     motor = MotorItemEmbedding(network).to(device=table.device, dtype=table.dtype)
     adapter.install(model, motor)
@@ -345,6 +347,7 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
         "tcn_rank": rank,
         "tcn_dim": int(network.cross_dim),
         "content": content_mode,
+        "token_dropout": network.token_dropout,
         "item_repr_params_id": int(id_params),
         "item_repr_params_motor": int(total),
         "token_table_params": int(network.token_table_params()),

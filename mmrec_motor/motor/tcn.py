@@ -286,19 +286,28 @@ class TokenEmbedding(nn.Module):
         return x.device.type in ("cpu", "cuda") and x.dtype in (torch.float32, torch.float64)
 
     def pooled(self, table: torch.Tensor, modality: Optional[int] = None,
-               idx: Optional[torch.Tensor] = None) -> torch.Tensor:
+               idx: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """mean_j T_i[j] over all tokens (or modality m's): (n or len(idx), width of ``table``).
 
         ``table`` is E_all (or any (R x w) tensor with the same rows). Whole catalogue: S @ table.
+        ``mask`` (n or len(idx), k) of 0/1 (token dropout): the mean over the kept tokens only (an item
+        with none kept gets 0).
         """
+        if mask is not None:
+            rows = table[self._ids(modality, idx)] * mask.unsqueeze(-1)            # (n, k, w)
+            return rows.sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
         if idx is None and self._sparse_ok(table):
             a, at = self._operator("pool", modality, table.dtype)
             return _SparseMatmul.apply(table, a, at)
         return tnf.embedding_bag(self._ids(modality, idx), table, mode="mean")
 
     def gathered(self, table: torch.Tensor, modality: Optional[int] = None,
-                 idx: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """vec of each item's token rows of ``table`` (R x w): (n or len(idx), k w), k = L or M_m."""
+                 idx: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """vec of each item's token rows of ``table`` (R x w): (n or len(idx), k w), k = L or M_m;
+        ``mask`` (n, k) zeroes dropped tokens' rows."""
+        if mask is not None:
+            rows = table[self._ids(modality, idx)] * mask.unsqueeze(-1)
+            return rows.reshape(rows.shape[0], -1)
         if idx is None and self._sparse_ok(table):
             flat, at = self._operator("gather", modality, table.dtype)
             return _GatherRows.apply(table, flat, at, self.num_items)
@@ -486,8 +495,12 @@ class TokenCrossNetwork(nn.Module):
                  variant: str = "agnostic", n_layers: int = 2, rank: int = 8,
                  init_bound: Optional[float] = None, seed: int = 0,
                  modality_names: Optional[Sequence[str]] = None, cross_dim: Optional[int] = 16,
-                 content: Optional[Sequence] = None, content_mode: str = "none"):
+                 content: Optional[Sequence] = None, content_mode: str = "none",
+                 token_dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= float(token_dropout) < 1.0:
+            raise ValueError(f"token_dropout (motor_token_dropout) must lie in [0, 1), got {token_dropout}")
+        self.token_dropout = float(token_dropout)
         if variant not in VARIANTS:
             raise ValueError(f"unknown TCN variant {variant!r} (motor_tcn): expected one of "
                              f"{', '.join(VARIANTS)}")
@@ -556,15 +569,27 @@ class TokenCrossNetwork(nn.Module):
     def cross_params(self) -> int:
         return sum(p.numel() for p in self.parameters()) - self.token_table_params()
 
+    def _dropout_mask(self, idx: Optional[torch.Tensor], like: torch.Tensor) -> Optional[torch.Tensor]:
+        """Token dropout (training only): a (n or len(idx), L) 0/1 mask, each token kept with
+        probability 1 - token_dropout, drawn from torch's generator on the table's device."""
+        p = self.token_dropout
+        if not self.training or p <= 0.0:
+            return None
+        n = self.num_items if idx is None else int(idx.numel())
+        keep = torch.rand(n, self.embedding.num_tokens, device=like.device) >= p
+        return keep.to(like.dtype)
+
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
         emb = self.embedding
         table = emb.table()                                        # E_all (R, d)
+        mask = self._dropout_mask(idx, table)
         if self.variant == "mean":
-            return emb.pooled(table, idx=idx)
+            return emb.pooled(table, idx=idx, mask=mask)
         compact = table if self.token_proj is None else table @ self.token_proj   # E_all P (R, c)
         if self.variant == "agnostic":
-            return self.tower(emb.gathered(compact, idx=idx), emb.pooled(table, idx=idx))
-        hs = [tower(emb.gathered(compact, m, idx), emb.pooled(table, m, idx))
+            return self.tower(emb.gathered(compact, idx=idx, mask=mask), emb.pooled(table, idx=idx, mask=mask))
+        masks = [None if mask is None else mask[:, sl] for sl in emb.slices]
+        hs = [tower(emb.gathered(compact, m, idx, masks[m]), emb.pooled(table, m, idx, masks[m]))
               for m, tower in enumerate(self.towers)]              # P x (n, d)
         h = torch.cat(hs, dim=1)                                   # (n, P d)
         # s_F (F h + f) + mean_m h_m = h (s_F F + [I ... I] / P)^T + s_F f: the mean and the scale
