@@ -129,3 +129,18 @@ def test_token_dropout_is_training_only_and_a_full_mask_is_the_fast_path(variant
     assert out.shape == (60, 8) and not torch.allclose(out, plain.eval()())
     with pytest.raises(ValueError, match=r"motor_token_dropout\) must lie in \[0, 1\)"):
         TokenCrossNetwork(toks, [16, 8], 8, variant=variant, token_dropout=1.0)
+
+
+def test_fm_crossing_is_the_mean_plus_projected_pairwise_products():
+    rng = np.random.default_rng(2)
+    toks = [rng.integers(0, 16, (40, 4)), rng.integers(0, 8, (40, 2))]
+    net = TokenCrossNetwork(toks, [16, 8], 8, variant="fm")
+    assert sum(p.numel() for p in net.parameters()) == TokenCrossNetwork.expected_num_parameters(
+        [4, 2], [16, 8], 8, "fm", 2, 8) == 64 * 8 + 16 * 8 + 8 * 8 + 8
+    with torch.no_grad():
+        torch.testing.assert_close(net(), net.embedding().mean(dim=1))     # W = 0: the pooled mean
+        net.pair_proj.weight.copy_(torch.from_numpy(rng.standard_normal((8, 8)).astype(np.float32)))
+        T = net.embedding()                                                  # (n, L, d)
+        pairs = sum(T[:, j] * T[:, k] for j in range(6) for k in range(6) if j != k) / 30
+        torch.testing.assert_close(net(), T.mean(dim=1) + net.pair_proj(pairs), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(net(torch.tensor([3, 7])), net()[[3, 7]])

@@ -91,7 +91,7 @@ from torch import nn
 
 from .content import CONTENT_MODES, content_init, token_centroids
 
-VARIANTS = ("agnostic", "specific", "mean")
+VARIANTS = ("agnostic", "specific", "mean", "fm")
 
 
 def id_table_init_bound(n_items: int, dim: int) -> float:
@@ -524,7 +524,7 @@ class TokenCrossNetwork(nn.Module):
                                             content=content, content_mode=content_mode,
                                             content_std=a / math.sqrt(3.0))
             self.token_proj = None
-            if variant != "mean" and c < dim:
+            if variant not in ("mean", "fm") and c < dim:
                 bound = math.sqrt(6.0 / (dim + c))
                 self.token_proj = nn.Parameter(torch.empty(dim, c).uniform_(-bound, bound, generator=g))
             if variant == "agnostic":
@@ -536,6 +536,10 @@ class TokenCrossNetwork(nn.Module):
                 nn.init.zeros_(self.fuse.weight)
                 nn.init.zeros_(self.fuse.bias)
                 self.fuse_scale = 1.0 / math.sqrt(len(tokens) * dim)
+            elif variant == "fm":
+                self.pair_proj = nn.Linear(dim, dim)
+                nn.init.zeros_(self.pair_proj.weight)
+                nn.init.zeros_(self.pair_proj.bias)
 
     @property
     def num_items(self) -> int:
@@ -555,6 +559,8 @@ class TokenCrossNetwork(nn.Module):
         L, P = sum(num_subspaces), len(num_subspaces)
         if variant == "mean":
             return T
+        if variant == "fm":
+            return T + d * d + d
         if variant == "agnostic":
             return T + p + n_layers * (2 * L * c * r + L * c) + L * c * d + d
         if variant == "specific":
@@ -579,12 +585,28 @@ class TokenCrossNetwork(nn.Module):
         keep = torch.rand(n, self.embedding.num_tokens, device=like.device) >= p
         return keep.to(like.dtype)
 
+    def _fm(self, table: torch.Tensor, idx: Optional[torch.Tensor], mask: Optional[torch.Tensor]
+            ) -> torch.Tensor:
+        """``fm``: e_i = m_i + W q_i + w, m_i = mean_j T_i[j] and q_i the mean over ordered pairs j != k
+        of T_i[j] * T_i[k] (elementwise), q_i = (L m_i^2 - mean_j T_i[j]^2) / (L - 1), from two sparse
+        pooled means (no (n, L, d) tensor). W (d x d), w start at 0: the crossing is symmetric in the
+        tokens and has no per-position weights, so it cannot single out an exact token combination."""
+        emb = self.embedding
+        mean = emb.pooled(table, idx=idx, mask=mask)
+        sq = emb.pooled(table * table, idx=idx, mask=mask)
+        L = (torch.full((1, 1), float(emb.num_tokens), dtype=table.dtype, device=table.device)
+             if mask is None else mask.sum(dim=1, keepdim=True))
+        pair = (L * mean * mean - sq) / (L - 1.0).clamp(min=1.0)
+        return mean + self.pair_proj(pair)
+
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
         emb = self.embedding
         table = emb.table()                                        # E_all (R, d)
         mask = self._dropout_mask(idx, table)
         if self.variant == "mean":
             return emb.pooled(table, idx=idx, mask=mask)
+        if self.variant == "fm":
+            return self._fm(table, idx, mask)
         compact = table if self.token_proj is None else table @ self.token_proj   # E_all P (R, c)
         if self.variant == "agnostic":
             return self.tower(emb.gathered(compact, idx=idx, mask=mask), emb.pooled(table, idx=idx, mask=mask))
