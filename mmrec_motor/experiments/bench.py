@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping
 import numpy as np
 
 from mmrec_motor.config import Config
+from mmrec_motor.data.dataset import dataset_dir
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.plan import (first_grid_values, parse_seeds, parse_variants, parser, plan,
                                           prepare_overrides, split_list)
@@ -86,7 +87,7 @@ def random_feature_copy(dataset: str, data_path: str, scratch: str, seed: int = 
     n_items = load_data(source).n_items              # generates toy on first use
     folder = os.path.join(scratch, dataset)
     os.makedirs(folder, exist_ok=True)
-    inter = os.path.join(data_path, dataset, source["inter_file_name"])
+    inter = os.path.join(dataset_dir(source), source["inter_file_name"])
     link = os.path.join(folder, os.path.basename(inter))
     if not os.path.exists(link):
         os.symlink(os.path.abspath(inter), link)
