@@ -6,10 +6,10 @@ Two checks use it, in this order:
    (:func:`check_override`: an int key takes an int, a number key a number, a list key a list, a grid
    key a list of its kind); the table lists the exceptions to that rule (``nullable``: null is accepted;
    ``required``: a string key that null does not satisfy; ``one_item_list``: a scalar means a list of
-   that one item; a key with a ``check`` is left to step 2, whose messages are more precise);
-2. after layering, every key with a ``check`` is checked (:func:`validate`): on each value of a grid
-   key's list (``per_value``), else on the one value. The checks of ``topk``, ``metrics`` and
-   ``valid_metric`` depend on each other and follow the table's.
+   that one item; a key checked in step 2 is left to it, whose messages are more precise);
+2. after layering, the keys are checked in the table's order (:func:`validate`): a ``check`` on each
+   value of a grid key's list (``per_value``), else on the one value; a ``check_all`` on the keys that
+   depend on each other (``topk``, ``metrics``, ``valid_metric``).
 
 ``volatile`` keys do not change what a run computes (paths, threads, device, ``epochs``), so
 :func:`run_identity` leaves them out: a checkpoint is resumed only by a run whose other keys are equal.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 #: ``learner`` values -> the torch.optim class that implements them
@@ -43,6 +43,27 @@ def _path_or_null(v: Any) -> bool:
     return v is None or v is False or isinstance(v, str)
 
 
+def _check_metrics(values: Dict[str, Any]) -> None:
+    """``topk`` (positive ints), ``metrics`` (some of METRICS) and ``valid_metric`` (one they compute)."""
+    topk = values.get("topk")
+    if isinstance(topk, int):
+        topk = values["topk"] = [topk]
+    if not isinstance(topk, list) or not topk or not all(_int(k) and k > 0 for k in topk):
+        raise ConfigError(f"config key 'topk' must be a list of positive integers, got {topk!r}")
+    metrics = values.get("metrics")
+    if isinstance(metrics, str):
+        metrics = values["metrics"] = [metrics]
+    bad = [m for m in metrics or [] if not isinstance(m, str) or m.lower() not in METRICS]
+    if not metrics or bad:
+        raise ConfigError(f"config key 'metrics' must list some of Recall, NDCG, Precision, MAP; "
+                          f"got {metrics!r}")
+    valid_metric = str(values.get("valid_metric", "")).lower()
+    names = {f"{m.lower()}@{k}" for m in metrics for k in topk}
+    if valid_metric not in names:
+        raise ConfigError(f"config key 'valid_metric' is {values.get('valid_metric')!r}; "
+                          f"expected one of the computed metrics: {', '.join(sorted(names))}")
+
+
 @dataclass(frozen=True)
 class Key:
     """How one key is checked (see the module docstring)."""
@@ -50,6 +71,8 @@ class Key:
     check: Optional[Callable[[Any], bool]] = None
     message: str = ""                # format string with {key} and {value}
     per_value: bool = False          # check each value of a grid key's list
+    check_all: Optional[Callable[[Dict[str, Any]], None]] = None   # checks keys that depend on each other
+    checked_with: str = ""           # the key whose check_all checks this one
     nullable: bool = False
     required: bool = False
     one_item_list: bool = False
@@ -62,7 +85,7 @@ POSITIVE_INT = Key(lambda v: _int(v) and v >= 1, "config key {key!r} must be a p
 PATH = "config key {key!r} must be a path string or null, got {value!r}"
 
 KEYS: Dict[str, Key] = {
-    "epochs": Key(POSITIVE_INT.check, POSITIVE_INT.message, per_value=True, volatile=True),
+    "epochs": replace(POSITIVE_INT, volatile=True),
     "train_batch_size": POSITIVE_INT,
     "eval_batch_size": POSITIVE_INT,
     "embedding_size": POSITIVE_INT,
@@ -71,11 +94,11 @@ KEYS: Dict[str, Key] = {
                          "config key 'stopping_step' must be an integer >= 0, got {value!r}"),
     "seed": Key(_int, "config key 'seed' must be an integer (or a list of them), got {value!r}",
                 per_value=True, one_item_list=True),
-    "topk": Key(one_item_list=True, check=lambda v: True),          # checked with metrics below
-    "metrics": Key(one_item_list=True, check=lambda v: True),
-    "valid_metric": Key(required=True, check=lambda v: True),
-    "data_path": Key(lambda v: isinstance(v, str), "config key 'data_path' must be a path string, got {value!r}",
-                     required=True, volatile=True),
+    "topk": Key(one_item_list=True, check_all=_check_metrics),
+    "metrics": Key(one_item_list=True, checked_with="topk"),
+    "valid_metric": Key(required=True, checked_with="topk"),
+    "data_path": Key(lambda v: isinstance(v, str),
+                     "config key 'data_path' must be a path string, got {value!r}", required=True, volatile=True),
     "learner": Key(lambda v: str(v).lower() in OPTIMIZERS,
                    "config key 'learner' is {value!r}; expected one of " + ", ".join(OPTIMIZERS),
                    per_value=True, required=True),
@@ -181,7 +204,7 @@ def check_override(name: str, value: Any, default: Any, is_grid: bool, was_grid:
     raises ConfigError naming the key and what was expected. Keys whose yaml value is null, and keys
     with a ``check`` of their own, accept anything here."""
     rule = key(name)
-    if rule.check is not None:
+    if rule.check is not None or rule.check_all is not None or rule.checked_with:
         return value
     if isinstance(default, list):
         kind, default_is_list = _list_kind(default), True
@@ -232,15 +255,15 @@ def validate(values: Dict[str, Any], grid_keys: List[str], yaml_grid_keys: set) 
     for name, rule in KEYS.items():
         if rule.path and isinstance(values.get(name), os.PathLike):
             values[name] = os.fspath(values[name])
-        if rule.check is None or not rule.message:
+        if rule.check_all is not None:
+            rule.check_all(values)
+        if rule.check is None:
             continue
         value = values.get(name)
         each = value if rule.per_value and name in grid_keys and isinstance(value, list) else [value]
         for item in each:
             if not rule.check(item):
                 raise ConfigError(rule.message.format(key=name, value=item))
-        if name == "seed":        # the cross-checked keys come in the table's order
-            _check_metrics(values)
     for name in sorted(yaml_grid_keys - set(grid_keys)):
         value = values.get(name)
         if isinstance(value, list) and not key(name).one_item_list and len(value) != 1:
@@ -249,27 +272,6 @@ def validate(values: Dict[str, Any], grid_keys: List[str], yaml_grid_keys: set) 
                               f"(--{name}=...) or keep it in hyper_parameters")
         if isinstance(value, list) and len(value) == 1:
             values[name] = value[0]
-
-
-def _check_metrics(values: Dict[str, Any]) -> None:
-    """``topk`` (positive ints), ``metrics`` (some of METRICS) and ``valid_metric`` (one they compute)."""
-    topk = values.get("topk")
-    if isinstance(topk, int):
-        topk = values["topk"] = [topk]
-    if not isinstance(topk, list) or not topk or not all(_int(k) and k > 0 for k in topk):
-        raise ConfigError(f"config key 'topk' must be a list of positive integers, got {topk!r}")
-    metrics = values.get("metrics")
-    if isinstance(metrics, str):
-        metrics = values["metrics"] = [metrics]
-    bad = [m for m in metrics or [] if not isinstance(m, str) or m.lower() not in METRICS]
-    if not metrics or bad:
-        raise ConfigError(f"config key 'metrics' must list some of Recall, NDCG, Precision, MAP; "
-                          f"got {metrics!r}")
-    valid_metric = str(values.get("valid_metric", "")).lower()
-    names = {f"{m.lower()}@{k}" for m in metrics for k in topk}
-    if valid_metric not in names:
-        raise ConfigError(f"config key 'valid_metric' is {values.get('valid_metric')!r}; "
-                          f"expected one of the computed metrics: {', '.join(sorted(names))}")
 
 
 # ------------------------------------------------------------------------------- run identity

@@ -118,13 +118,14 @@ class Trainer:
         progress = self.resume(sampler) if resume else Progress()
         if not self.config["req_training"]:
             return self._evaluate_untrained(valid, test)
+        result = progress.result
         for epoch in range(progress.start, self.config["epochs"]):
-            self.train_epoch(sampler, epoch, progress.result)
+            self.train_epoch(sampler, epoch, result)
             stop = (epoch + 1) % self.config["eval_step"] == 0 and self.evaluate(epoch, valid, test, progress)
             self.checkpoint(epoch, progress, sampler, stop)
             if stop:
-                progress.result.stopped_early = True
-                self.logger.info(f"+++++Finished training, best eval result in epoch {progress.result.best_epoch}")
+                result.stopped_early = True
+                self.logger.info(f"+++++Finished training, best eval result in epoch {result.best_epoch}")
                 break
         if progress.best_state is not None:
             self.model.load_state_dict(progress.best_state)

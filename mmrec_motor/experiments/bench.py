@@ -31,7 +31,8 @@ from mmrec_motor.quick_start import quick_start
 
 
 def bench_main(argv: List[str]) -> int:
-    args, rest = parser("bench", "ID vs MOTOR over models x datasets x seeds (resumable).").parse_known_args(argv)
+    cli = parser("bench", "ID vs MOTOR over models x datasets x seeds (resumable).")
+    args, rest = cli.parse_known_args(argv)
     overrides = prepare_overrides(rest, "bench")
     models, datasets = split_list(args.models, "-m"), split_list(args.datasets, "-d")
     variants, seeds = parse_variants(args.variants), parse_seeds(args.seeds)
