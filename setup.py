@@ -16,7 +16,7 @@ setup(
     description="MOTOR (ID-free item representation by token crossing) for MMRec backbones, "
                 "with an MMRec-compatible runtime",
     python_requires=">=3.9",
-    packages=["mmrec_motor", "mmrec_motor.motor", "mmrec_motor.models", "mmrec_motor.data",
+    packages=["mmrec_motor", "mmrec_motor.motor", "mmrec_motor.models", "mmrec_motor.data", "mmrec_motor.experiments",
               "mmrec_motor.configs", "mmrec_motor.patches"],
     package_dir={"mmrec_motor.configs": "configs", "mmrec_motor.patches": "patches"},
     package_data={"mmrec_motor.configs": CONFIG_GLOBS, "mmrec_motor.patches": PATCH_GLOBS},

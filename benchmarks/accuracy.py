@@ -6,31 +6,22 @@
 Prints one markdown table: valid/test Recall@20 and NDCG@20 (mean ± std over seeds), the item
 representation's parameters, train seconds per epoch.
 """
-import argparse
 import json
-import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmrec_motor.bench import markdown_table, mean_std, run_one  # noqa: E402
-from mmrec_motor.config import parse_overrides  # noqa: E402
+from mmrec_motor.config import parse_overrides
+from mmrec_motor.experiments.bench import run_one, scratch_overrides, script_parser
+from mmrec_motor.experiments.tables import markdown_table, mean_std
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default="FREEDOM,BPR")
-    parser.add_argument("--dataset", default="lfm2k")
-    parser.add_argument("--data_path", default="../shared/data")
-    parser.add_argument("--variants", default="id,motor")
+    parser = script_parser("lfm2k")
     parser.add_argument("--seeds", default="999,1000,1001")
     parser.add_argument("--label", default="", help="extra text for the variant column")
     parser.add_argument("--json_out", default=None)
     args, rest = parser.parse_known_args()
     scratch = tempfile.mkdtemp(prefix="mmrec-motor-bench-")
-    overrides = {"data_path": args.data_path, "log_dir": os.path.join(scratch, "log"),
-                 "checkpoint_dir": os.path.join(scratch, "saved"), "checkpoint_every": 0, "verbose": False,
-                 **parse_overrides(rest)}
+    overrides = {"data_path": args.data_path, **scratch_overrides(scratch), **parse_overrides(rest)}
     rows, raw = [], []
     for model in args.models.split(","):
         for variant in args.variants.split(","):

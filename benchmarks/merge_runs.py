@@ -13,14 +13,14 @@ Runs that did not finish in a source (no JSON) are simply absent from the report
 import argparse
 import filecmp
 import glob
-import json
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmrec_motor import analyses, benchmark  # noqa: E402
-from mmrec_motor.config import parse_overrides  # noqa: E402
+from mmrec_motor.config import parse_overrides
+from mmrec_motor.experiments import cold_items, cold_start, token_budget
+from mmrec_motor.experiments.report import write_reports
+from mmrec_motor.experiments.store import runs_dir, spec_of
+from mmrec_motor.fileio import read_json, write_json
 
 
 def copy_unique(source: str, target_dir: str) -> None:
@@ -32,20 +32,10 @@ def copy_unique(source: str, target_dir: str) -> None:
 
 
 def merged_runs(out: str, kind: str) -> list:
-    """The analysis Runs of every run JSON in OUT (token-budget names carry -M<m>-b<nbits>)."""
-    runs = []
-    for path in sorted(glob.glob(os.path.join(benchmark.runs_dir(out), "*.json"))):
-        with open(path, encoding="utf-8") as handle:
-            result = json.load(handle)
-        spec = benchmark.RunSpec(result["model"], result["dataset"], benchmark.run_variant(result),
-                                 benchmark.run_seed(result))
-        tag = os.path.basename(path)[len(spec.name) + 1:-len(".json")] if kind == "token-budget" else ""
-        extra = ()
-        if tag:
-            m, b = tag.split("-")
-            extra = (("motor_num_subspaces", int(m[1:])), ("motor_nbits", int(b[1:])))
-        runs.append(analyses.Run(spec, tag, extra))
-    return runs
+    """The RunSpecs of every run JSON in OUT (token-budget names carry -M<m>-b<nbits>)."""
+    paths = sorted(glob.glob(os.path.join(runs_dir(out), "*.json")))
+    return [spec_of(read_json(path), os.path.basename(path)[:-len(".json")] if kind == "token-budget" else "")
+            for path in paths]
 
 
 def main() -> None:
@@ -57,25 +47,24 @@ def main() -> None:
     overrides = parse_overrides(rest)
     commands, first = [], None
     for source in args.sources:
-        with open(os.path.join(source, "bench.json"), encoding="utf-8") as handle:
-            record = json.load(handle)
+        record = read_json(os.path.join(source, "bench.json"))
         first = first or record
         commands += [c for c in record["commands"] if c not in commands]
-        for path in glob.glob(os.path.join(benchmark.runs_dir(source), "*.json")):
-            copy_unique(path, benchmark.runs_dir(args.out))
+        for path in glob.glob(os.path.join(runs_dir(source), "*.json")):
+            copy_unique(path, runs_dir(args.out))
         for path in glob.glob(os.path.join(source, "topk", "*.tsv")):
             copy_unique(path, os.path.join(args.out, "topk"))
-    benchmark.write_json_atomic(os.path.join(args.out, "bench.json"), {**first, "commands": commands})
+    write_json(os.path.join(args.out, "bench.json"), {**first, "commands": commands})
     runs = merged_runs(args.out, args.kind)
     written = []
     if args.kind != "token-budget":
-        written += list(benchmark.write_reports(args.out).values())
+        written += list(write_reports(args.out).values())
     if args.kind == "cold-items":
-        written += analyses.cold_items_report(args.out, runs, overrides)
+        written += cold_items.cold_items_report(args.out, runs, overrides)
     elif args.kind == "cold-start":
-        written += analyses.cold_start_report(args.out, runs)
+        written += cold_start.cold_start_report(args.out, runs)
     elif args.kind == "token-budget":
-        written += analyses.token_budget_report(args.out, runs)
+        written += token_budget.token_budget_report(args.out, runs)
     print(f"{len(runs)} runs merged into {args.out}; wrote {', '.join(written)}")
 
 

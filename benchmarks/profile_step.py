@@ -12,19 +12,18 @@ import argparse
 import itertools
 import logging
 import os
-import sys
 import tempfile
 import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmrec_motor.bench import first_grid_values, random_feature_copy  # noqa: E402
-from mmrec_motor.config import Config, parse_overrides  # noqa: E402
-from mmrec_motor.data.sampler import BPRSampler  # noqa: E402
-from mmrec_motor.quick_start import build_model, load_data  # noqa: E402
-from mmrec_motor.trainer import Trainer  # noqa: E402
+from mmrec_motor.config import Config, parse_overrides
+from mmrec_motor.data.loader import load_data
+from mmrec_motor.experiments.bench import random_feature_copy
+from mmrec_motor.experiments.plan import first_grid_values
+from mmrec_motor.quick_start import build_model, build_optimizer, sampler_of
+from mmrec_motor.trainer import Trainer
 
 
 def main() -> None:
@@ -49,9 +48,8 @@ def main() -> None:
     config = Config(args.model, args.dataset, values)
     data = load_data(config)
     model, _ = build_model(config, data)
-    trainer = Trainer(config, model, logging.getLogger("profile_step"))
-    sampler = BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
-                         device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
+    trainer = Trainer(config, model, logging.getLogger("profile_step"), build_optimizer(config, model))
+    sampler = sampler_of(config, data)
     model.pre_epoch_processing()
     batches = iter(sampler)
     needed = args.warmup + 2 * args.batches

@@ -24,11 +24,11 @@ import subprocess
 import sys
 from typing import Dict, List, Sequence, Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from mmrec_motor.benchmark import parse_seeds, split_list  # noqa: E402
-from mmrec_motor.config import ConfigError, available_models  # noqa: E402
-from mmrec_motor.motor.adapters import RefusedAdapter, registered_adapters  # noqa: E402
+from mmrec_motor.config import ConfigError, available_models
+from mmrec_motor.experiments.plan import parse_seeds, split_list
+from mmrec_motor.motor.adapters import RefusedAdapter, registered_adapters
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 TABLES = ("bench", "cold-items", "cold-start", "token-budget")
 # each table's models and seeds (docs/benchmarks.md; LGMRec's cold items there have 5 seeds)
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] = None) -> int:
     tasks = os.path.join(args.out, "tasks.txt")
     with open(tasks, "w", encoding="utf-8") as handle:
         handle.write("".join(command + "\n" for _, _, command in commands))
-    parallel = [sys.executable, os.path.join(REPO, "benchmarks", "parallel.py"), tasks, "--jobs", str(args.jobs),
+    parallel = [sys.executable, os.path.join(HERE, "parallel.py"), tasks, "--jobs", str(args.jobs),
                 "--logs", os.path.join(args.out, "logs")]
     if args.deadline is not None:
         parallel += ["--deadline", str(args.deadline)]
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] = None) -> int:
             print(f"{table}: no finished part to merge", flush=True)
             status = status or 1
             continue
-        merge = [sys.executable, os.path.join(REPO, "benchmarks", "merge_runs.py"), "--kind", table,
+        merge = [sys.executable, os.path.join(HERE, "merge_runs.py"), "--kind", table,
                  os.path.join(args.out, table), *sources, *data_keys]
         status = subprocess.call(merge) or status
     return status

@@ -8,25 +8,18 @@ Models that refuse ``--motor`` (DualGNN, DRAGON) get a "refused" row for that va
 Speed only: the features are random, so no accuracy is reported. The first epoch is left out of the
 per-epoch mean (warm-up); tokenization time is reported separately for MOTOR.
 """
-import argparse
-import os
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmrec_motor.bench import markdown_table, random_feature_copy, run_one  # noqa: E402
-from mmrec_motor.config import parse_overrides  # noqa: E402
-from mmrec_motor.motor import MotorNotApplicableError  # noqa: E402
+from mmrec_motor.config import parse_overrides
+from mmrec_motor.experiments.bench import random_feature_copy, run_one, scratch_overrides, script_parser
+from mmrec_motor.experiments.tables import markdown_table
+from mmrec_motor.motor import MotorNotApplicableError
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default="FREEDOM,BPR")
-    parser.add_argument("--dataset", default="baby")
-    parser.add_argument("--data_path", default="../shared/data")
-    parser.add_argument("--variants", default="id,motor")
+    parser = script_parser("baby")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--scratch", default=None, help="folder for the random-feature copy")
@@ -34,9 +27,7 @@ def main() -> None:
     scratch = args.scratch or tempfile.mkdtemp(prefix="mmrec-motor-speed-")
     overrides = {**random_feature_copy(args.dataset, args.data_path, scratch),
                  "epochs": args.epochs, "stopping_step": args.epochs,
-                 "num_threads": args.num_threads, "checkpoint_every": 0, "verbose": False,
-                 "log_dir": os.path.join(scratch, "log"), "checkpoint_dir": os.path.join(scratch, "saved"),
-                 **parse_overrides(rest)}
+                 "num_threads": args.num_threads, **scratch_overrides(scratch), **parse_overrides(rest)}
     rows = []
     for model in args.models.split(","):
         for variant in args.variants.split(","):

@@ -11,15 +11,12 @@ then the mean of ``--reps`` steps, per variant (mean / agnostic / specific) and 
     python benchmarks/tcn_speed.py --cross_dims 16,0     # also the uncompressed c = d = 64
 """
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmrec_motor.motor import TokenCrossNetwork  # noqa: E402
+from mmrec_motor.motor import TokenCrossNetwork
 
 
 def main() -> None:

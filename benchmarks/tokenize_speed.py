@@ -7,19 +7,16 @@ MOTOR's settings come from configs/model/MOTOR.yaml (overridable: --motor_quanti
 Random features: speed only. Statistics of random data say nothing about real features.
 """
 import argparse
-import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmrec_motor.bench import markdown_table  # noqa: E402
-from mmrec_motor.config import Config, parse_overrides  # noqa: E402
-from mmrec_motor.motor import TokenCache, TokenizerParams  # noqa: E402
-from mmrec_motor.motor.hook import motor_setting  # noqa: E402
+from mmrec_motor.config import Config, parse_overrides
+from mmrec_motor.experiments.tables import markdown_table
+from mmrec_motor.motor import TokenCache, TokenizerParams
+from mmrec_motor.motor.hook import motor_setting
 
 ITEMS = {"baby": 7050, "sports": 18357, "clothing": 23033}
 WIDTHS = {"image (4096-d)": 4096, "text (384-d)": 384}

@@ -9,7 +9,7 @@
     mmrec-motor cold-items -m M1,M2 -d D --seeds S [--buckets 0,5,10,20,50] [--key=value ...] --out DIR
     mmrec-motor token-budget -m M -d D --subspaces 2,4,8 --nbits 4,6,8 --seeds S [--key=value ...] --out DIR
     mmrec-motor cold-start -m M1,M2 -d D --ratio 0.1 --seeds S [--key=value ...] --out DIR
-        analyses (mmrec_motor/analyses.py): runs as bench, then DIR/<analysis>.md (and .png)
+        analyses (mmrec_motor/experiments/): runs as bench, then DIR/<analysis>.md (and .png)
     mmrec-motor patch PATH_TO_MMREC [--check | --revert]
         apply (check, take out) the patch series that runs MOTOR inside upstream MMRec (--motor)
 
@@ -19,9 +19,10 @@ Every ``--key=value`` overrides that config key, the value parsed as YAML (``--e
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 from mmrec_motor.config import Config, ConfigError, available_datasets, available_models, parse_overrides
 from mmrec_motor.data.dataset import DataError
@@ -57,69 +58,34 @@ def _tokenize(argv: List[str]) -> int:
     parser.add_argument("--text_file", default=None, help="a TSV of item texts, row i = item i")
     args, rest = parser.parse_known_args(argv)
     config = Config(args.model, args.dataset, parse_overrides(rest))
-    from mmrec_motor.motor import tokenize_dataset
-    from mmrec_motor.quick_start import load_data
+    from mmrec_motor.data.loader import load_data
+    from mmrec_motor.motor.dataset_report import tokenize_dataset
 
     load_data(config)  # validates the folder (and generates toy)
     print(tokenize_dataset(config, neighbours=args.neighbours, text_file=args.text_file))
     return 0
 
 
-def _bench(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmrec-motor bench", allow_abbrev=False,
-                                     description="ID vs MOTOR over models x datasets x seeds (resumable).")
-    parser.add_argument("-m", "--models", required=True, help="comma-separated backbones")
-    parser.add_argument("-d", "--datasets", required=True, help="comma-separated datasets")
-    parser.add_argument("--seeds", default="999", help="comma-separated seeds (default 999)")
-    parser.add_argument("--variants", default="id,motor", help="id, motor or id,motor (default)")
-    parser.add_argument("--out", required=True, help="the bench folder (runs, logs, reports)")
-    args, rest = parser.parse_known_args(argv)
-    from mmrec_motor import benchmark
-
-    overrides = parse_overrides(rest)
-    benchmark.check_overrides(overrides)
-    models, datasets = benchmark.split_list(args.models, "-m"), benchmark.split_list(args.datasets, "-d")
-    variants, seeds = benchmark.parse_variants(args.variants), benchmark.parse_seeds(args.seeds)
-    benchmark.record_bench(args.out, benchmark.bench_command(argv), models, datasets, variants, seeds, overrides)
-    outcome = benchmark.run_bench(benchmark.plan(models, datasets, variants, seeds), args.out, overrides)
-    paths = benchmark.write_reports(args.out)
-    print(f"{len(outcome['ran'])} run(s) done, {len(outcome['skipped'])} skipped (already done), "
-          f"{len(outcome['failed'])} failed; reports: {paths['csv']}, {paths['summary']}", file=sys.stderr)
-    for name, message in outcome["failed"].items():
-        print(f"FAILED {name}: {message.splitlines()[0]}", file=sys.stderr)
-    return 1 if outcome["failed"] else 0
+# The commands; those of other modules are named "module:function" and imported when they run.
+COMMANDS: Dict[str, Union[Callable[[List[str]], int], str]] = {
+    "run": _run,
+    "tokenize": _tokenize,
+    "bench": "mmrec_motor.experiments.bench:bench_main",
+    "report": "mmrec_motor.experiments.bench:report_main",
+    "patch": "mmrec_motor.upstream:patch_command",
+    "cold-items": "mmrec_motor.experiments.cold_items:main",
+    "token-budget": "mmrec_motor.experiments.token_budget:main",
+    "cold-start": "mmrec_motor.experiments.cold_start:main",
+}
 
 
-def _report(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmrec-motor report",
-                                     description="Rebuild results.csv and summary.md of a bench folder.")
-    parser.add_argument("out", help="the bench folder (its runs/ holds the run JSONs)")
-    args = parser.parse_args(argv)
-    from mmrec_motor.benchmark import write_reports
-
-    paths = write_reports(args.out)
-    print(f"wrote {paths['csv']} and {paths['summary']}")
-    return 0
-
-
-def _patch(argv: List[str]) -> int:
-    from mmrec_motor.upstream import patch_command
-
-    return patch_command(argv)
-
-
-COMMANDS = {"run": _run, "tokenize": _tokenize, "bench": _bench, "report": _report, "patch": _patch}
-
-
-def _analysis(name: str):
-    def command(argv: List[str]) -> int:
-        from mmrec_motor.analyses import COMMANDS as ANALYSES
-
-        return ANALYSES[name](argv)
-    return command
-
-
-COMMANDS.update({name: _analysis(name) for name in ("cold-items", "token-budget", "cold-start")})
+def command(name: str) -> Callable[[List[str]], int]:
+    """The function of command ``name``."""
+    target = COMMANDS[name]
+    if callable(target):
+        return target
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -134,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
-        return COMMANDS[argv[0]](argv[1:])
+        return command(argv[0])(argv[1:])
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,13 +21,17 @@ code written for MMRec reads optional keys the same way.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import yaml
+
+from mmrec_motor.keys import ConfigError, check_override, validate
+
+__all__ = ["Config", "ConfigError", "CONFIG_ROOT", "available_datasets", "available_models", "grid",
+           "load_yaml", "package_data_dir", "parse_overrides", "parse_value"]
 
 
 def package_data_dir(folder: str, marker: str, what: str) -> Path:
@@ -44,10 +48,6 @@ def package_data_dir(folder: str, marker: str, what: str) -> Path:
 
 
 CONFIG_ROOT = package_data_dir("configs", "overall.yaml", "configs")
-
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix: names the file or key and what was expected."""
 
 
 def _yaml_loader() -> type:
@@ -132,112 +132,6 @@ def parse_overrides(args: List[str]) -> Dict[str, Any]:
     return overrides
 
 
-# What a command-line value may be, judged from the yaml value it replaces (see _check_override_type).
-_NULLABLE = {"motor_tcn_dim", "learning_rate_scheduler", "weight_decay", "user_knn_k", "aggr_mode",
-             "vision_feature_file", "text_feature_file", "log_dir", "checkpoint_dir", "num_threads"}
-_REQUIRED_STRINGS = {"data_path", "inter_file_name", "USER_ID_FIELD", "ITEM_ID_FIELD",
-                     "inter_splitting_label", "learner", "valid_metric"}
-# Keys that Config._validate checks itself, with messages of their own.
-_VALIDATED = {"epochs", "train_batch_size", "eval_batch_size", "embedding_size", "eval_step",
-              "stopping_step", "seed", "topk", "metrics", "valid_metric", "data_path", "learner",
-              "learning_rate", "weight_decay", "learning_rate_scheduler", "clip_grad_norm",
-              "checkpoint_every", "num_threads", "result_file", "topk_file", "checkpoint_dir", "log_dir",
-              "graph_cache_dir"}
-_SCALAR_FOR_LIST = {"topk", "metrics", "motor_modalities", "seed"}   # a scalar means a one-item list
-_KIND_TEXT = {"int": "an integer", "number": "a number", "bool": "True or False", "str": "a string"}
-
-
-def _kind(value: Any) -> Optional[str]:
-    """'int', 'number', 'bool', 'str' for a yaml scalar; None when anything goes (null, list, dict)."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    return None
-
-
-def _list_kind(values: List[Any]) -> Optional[str]:
-    kinds = {_kind(v) for v in values}
-    if kinds == {"int"}:
-        return "int"
-    if kinds and kinds <= {"int", "number"}:
-        return "number"
-    return kinds.pop() if len(kinds) == 1 else None
-
-
-def _coerce(kind: Optional[str], value: Any) -> Tuple[bool, Any]:
-    """(ok, value) for one scalar of the expected kind; numbers and paths given to a string key
-    become strings (a folder named 2024 reads as an int in YAML)."""
-    import numpy as np
-
-    if kind is None:
-        return True, value
-    if isinstance(value, (bool, np.bool_)):
-        return kind == "bool", bool(value)
-    if kind == "int":
-        return isinstance(value, (int, np.integer)), int(value) if isinstance(value, (int, np.integer)) else value
-    if kind == "number":
-        return isinstance(value, (int, float, np.integer, np.floating)), value
-    if kind == "str":
-        if isinstance(value, (str, os.PathLike)):
-            return True, os.fspath(value)
-        if isinstance(value, (int, float)):
-            return True, str(value)
-        return False, value
-    return False, value
-
-
-def _check_override_type(key: str, value: Any, default: Any, is_grid: bool, was_grid: bool) -> Any:
-    """``value`` given for ``key`` on the command line, checked against the type of its yaml value
-    ``default`` (a list when ``was_grid``, a grid key of the yamls); returns it (strings coerced) or
-    raises ConfigError naming the key and what was expected.
-    Keys whose yaml value is null, and keys the runtime validates itself, accept anything here."""
-    if isinstance(default, list):
-        kind, default_is_list = _list_kind(default), True
-    else:
-        kind, default_is_list = _kind(default), False
-    if default is None or (kind is None and not default_is_list):
-        return value
-    shown = f"{_KIND_TEXT.get(kind, 'a value')} (the yaml default is {default!r})"
-    if value is None:
-        if key in _NULLABLE or key.startswith("motor_") or (kind == "str" and key not in _REQUIRED_STRINGS):
-            return value
-        raise ConfigError(f"config key {key!r} was given no value (null); expected {shown}")
-    if isinstance(value, dict):
-        if key.startswith("motor_") and not default_is_list:   # per-modality values, e.g. {v: 8, t: 4}
-            items = {}
-            for mod, item in value.items():
-                ok, items[mod] = _coerce(kind, item)
-                if not ok:
-                    raise ConfigError(f"config key {key!r}: the value for modality {mod!r} is {item!r}; "
-                                      f"expected {shown}")
-            return items
-        raise ConfigError(f"config key {key!r} was given a mapping {value!r}; expected {shown}")
-    if isinstance(value, (list, tuple)):
-        if not (is_grid or default_is_list):
-            raise ConfigError(f"config key {key!r} was given a list {list(value)!r} but is not a grid key "
-                              f"(hyper_parameters); expected {shown}")
-        out = []
-        for item in value:
-            ok, item = _coerce(kind, item)
-            if not ok:
-                raise ConfigError(f"config key {key!r}: the list {list(value)!r} holds {item!r}; expected "
-                                  f"each item to be {shown}")
-            out.append(item)
-        return out
-    if default_is_list and not is_grid and not was_grid and key not in _SCALAR_FOR_LIST:
-        raise ConfigError(f"config key {key!r} expects a list like {default!r}, got {value!r}")
-    ok, coerced = _coerce(kind, value)
-    if not ok:
-        raise ConfigError(f"config key {key!r} expects {shown}" + (", or a list of them (a grid)"
-                          if is_grid or default_is_list else "") + f"; got {value!r}")
-    return coerced
-
-
 class Config(Mapping[str, Any]):
     """The merged configuration of one run (see the module docstring for the precedence).
 
@@ -278,9 +172,9 @@ class Config(Mapping[str, Any]):
                                   f"got {grid_keys!r}")
         grid_keys = ["seed"] + [k for k in dict.fromkeys(grid_keys) if k != "seed"]
         for key in list(overrides):
-            if key in values and key not in _VALIDATED:
-                overrides[key] = _check_override_type(key, overrides[key], values[key], key in grid_keys,
-                                                      key in self._yaml_grid_keys)
+            if key in values:
+                overrides[key] = check_override(key, overrides[key], values[key], key in grid_keys,
+                                                key in self._yaml_grid_keys)
         values.update(overrides)
         values["model"], values["dataset"] = model, dataset
         values.setdefault("inter_file_name", f"{dataset}.inter")
@@ -308,102 +202,20 @@ class Config(Mapping[str, Any]):
     def to_dict(self) -> Dict[str, Any]:
         return dict(self._values)
 
-    @property
-    def dataset_dir(self) -> Path:
-        return Path(self["data_path"]) / self["dataset"]
-
-    def _each(self, key: str) -> List[Any]:
-        """The values a key takes: every item of a grid key's list, else the one value."""
-        value = self._values.get(key)
-        if key in self.grid_keys() and isinstance(value, list):
-            return value
-        return [value]
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Config":
+        """The Config of a run's resolved ``values`` (:meth:`to_dict`, as a checkpoint or a result file
+        stores it), checked again; its ``device`` is resolved anew on this machine."""
+        config = cls.__new__(cls)
+        config.files, config._values = [], dict(values)
+        config.yaml_keys, config._yaml_grid_keys = set(values), set()
+        config._validate()
+        config._values["device"] = config._resolve_device()
+        return config
 
     def _validate(self) -> None:
-        """Checks of the keys the runtime itself reads; each error names the key and what was expected."""
-        def is_int(v):
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_number(v):
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-        for key in ["epochs", "train_batch_size", "eval_batch_size", "embedding_size", "eval_step"]:
-            for value in self._each(key):
-                if not is_int(value) or value < 1:
-                    raise ConfigError(f"config key {key!r} must be a positive integer, got {value!r}")
-        stopping = self._values.get("stopping_step")
-        if not is_int(stopping) or stopping < 0:
-            raise ConfigError(f"config key 'stopping_step' must be an integer >= 0, got {stopping!r}")
-        for seed in self._each("seed"):
-            if not is_int(seed):
-                raise ConfigError(f"config key 'seed' must be an integer (or a list of them), got {seed!r}")
-        topk = self._values.get("topk")
-        if isinstance(topk, int):
-            topk = self._values["topk"] = [topk]
-        if not isinstance(topk, list) or not topk or not all(
-                isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in topk):
-            raise ConfigError(f"config key 'topk' must be a list of positive integers, got {topk!r}")
-        metrics = self._values.get("metrics")
-        if isinstance(metrics, str):
-            metrics = self._values["metrics"] = [metrics]
-        known = {"recall", "ndcg", "precision", "map"}
-        bad = [m for m in metrics or [] if not isinstance(m, str) or m.lower() not in known]
-        if not metrics or bad:
-            raise ConfigError(f"config key 'metrics' must list some of Recall, NDCG, Precision, MAP; "
-                              f"got {metrics!r}")
-        valid_metric = str(self._values.get("valid_metric", "")).lower()
-        names = {f"{m.lower()}@{k}" for m in metrics for k in topk}
-        if valid_metric not in names:
-            raise ConfigError(f"config key 'valid_metric' is {self._values.get('valid_metric')!r}; "
-                              f"expected one of the computed metrics: {', '.join(sorted(names))}")
-        if not isinstance(self._values.get("data_path"), str):
-            raise ConfigError(f"config key 'data_path' must be a path string, "
-                              f"got {self._values.get('data_path')!r}")
-        from mmrec_motor.trainer import OPTIMIZERS
-
-        for learner in self._each("learner"):
-            if str(learner).lower() not in OPTIMIZERS:
-                raise ConfigError(f"config key 'learner' is {learner!r}; expected one of "
-                                  f"{', '.join(OPTIMIZERS)}")
-        for rate in self._each("learning_rate"):
-            if not is_number(rate) or not rate > 0:
-                raise ConfigError(f"config key 'learning_rate' must be a number > 0, got {rate!r}")
-        for decay in self._each("weight_decay"):
-            if decay is not None and (not is_number(decay) or not decay >= 0):
-                raise ConfigError(f"config key 'weight_decay' must be a number >= 0, got {decay!r}")
-        for schedule in self._each("learning_rate_scheduler"):
-            if schedule is not None and not (
-                    isinstance(schedule, (list, tuple)) and len(schedule) == 2
-                    and all(is_number(v) for v in schedule) and schedule[1] != 0):
-                raise ConfigError(f"config key 'learning_rate_scheduler' must be [factor, step] (two "
-                                  f"numbers, step != 0: lr * factor ** (epoch / step)), got {schedule!r}")
-        clip = self._values.get("clip_grad_norm")
-        if clip is not None and not (isinstance(clip, dict) and "max_norm" in clip and set(clip) <= {
-                "max_norm", "norm_type", "error_if_nonfinite"} and is_number(clip["max_norm"])):
-            raise ConfigError(f"config key 'clip_grad_norm' must be null or a mapping like "
-                              f"{{max_norm: 5.0}} (optional norm_type), got {clip!r}")
-        every = self._values.get("checkpoint_every")
-        if every not in (None, False) and (not is_int(every) or every < 0):
-            raise ConfigError(f"config key 'checkpoint_every' must be an integer >= 0 (0: no per-epoch "
-                              f"checkpoints), got {every!r}")
-        threads = self._values.get("num_threads")
-        if threads is not None and (not is_int(threads) or threads < 1):
-            raise ConfigError(f"config key 'num_threads' must be null or a positive integer, got {threads!r}")
-        for key in ("result_file", "topk_file", "checkpoint_dir", "log_dir", "graph_cache_dir"):
-            value = self._values.get(key)
-            if isinstance(value, os.PathLike):
-                value = self._values[key] = os.fspath(value)
-            if value is not None and value is not False and not isinstance(value, str):
-                raise ConfigError(f"config key {key!r} must be a path string or null, got {value!r}")
-        was_grid = self._yaml_grid_keys - set(self.grid_keys())
-        for key in sorted(was_grid):
-            value = self._values.get(key)
-            if isinstance(value, list) and key not in _SCALAR_FOR_LIST and len(value) != 1:
-                raise ConfigError(f"config key {key!r} is the list {value!r} but is no longer a grid key "
-                                  f"(hyper_parameters={self.grid_keys()!r}); give it one value "
-                                  f"(--{key}=...) or keep it in hyper_parameters")
-            if isinstance(value, list) and len(value) == 1:
-                self._values[key] = value[0]
+        """The checks of :mod:`mmrec_motor.keys`; each error names the key and what was expected."""
+        validate(self._values, self.grid_keys(), self._yaml_grid_keys)
 
     def grid_keys(self) -> List[str]:
         return list(self._values.get("hyper_parameters") or ["seed"])

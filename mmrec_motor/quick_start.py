@@ -1,4 +1,5 @@
-"""One command's pipeline: data, the grid of hyper-parameter combinations, results.
+"""One command's pipeline: data, the grid of hyper-parameter combinations, results; and
+:func:`load_run`, which rebuilds a finished run from its best checkpoint.
 
 As MMRec's ``quick_start``: the data and the evaluators are built once; for every combination of the
 grid (seed first) the seeds are reset, the model is built (and, with ``motor``, its item ID table is
@@ -7,67 +8,32 @@ combination is the one with the best *validation* score (MMRec issue #64 picks i
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import sys
-import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
 import numpy as np
 import torch
 
-from mmrec_motor.config import Config, ConfigError, available_datasets, grid
-from mmrec_motor.data.cold import apply_cold_items
-from mmrec_motor.data.dataset import RecData, load_dataset
+from mmrec_motor.config import Config, ConfigError, grid
+from mmrec_motor.data.dataset import RecData, Split
+from mmrec_motor.data.features import load_named, modality_list
+from mmrec_motor.data.loader import load_data
 from mmrec_motor.data.sampler import BPRSampler
-from mmrec_motor.data.toy import ensure_toy
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
+from mmrec_motor.fileio import json_writer, topk_writer, write_all
+from mmrec_motor.keys import run_identity
+from mmrec_motor.logs import get_logger
 from mmrec_motor.models import get_model
-from mmrec_motor.trainer import FitResult, Trainer, TrainingError, init_seed
-
-# Keys that do not change what a run computes; left out of the checkpoint identity.
-_VOLATILE_KEYS = {"resume", "result_file", "topk_file", "log_dir", "checkpoint_dir", "num_threads",
-                  "device", "gpu_id", "use_gpu", "epochs", "motor_cache_dir", "graph_cache_dir",
-                  "checkpoint_every", "data_path"}
-
-
-def get_logger(config: Config) -> logging.Logger:
-    """MMRec-style logger: plain lines to stdout and to ``<log_dir>/<model>-<dataset>-<time>.log``."""
-    logger = logging.getLogger("mmrec_motor")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    if config["verbose"] is not False:
-        stream = logging.StreamHandler(sys.stdout)
-        stream.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(stream)
-    if config["log_dir"]:
-        os.makedirs(config["log_dir"], exist_ok=True)
-        stamp = time.strftime("%b-%d-%Y-%H-%M-%S")
-        path = os.path.join(config["log_dir"], f"{config['model']}-{config['dataset']}-{stamp}.log")
-        file_handler = logging.FileHandler(path, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%a %d %b %Y %H:%M:%S"))
-        logger.addHandler(file_handler)
-    return logger
+from mmrec_motor.motor.adapters import item_id_param_count
+from mmrec_motor.motor.hook import modality_file_key, motor_setting, motorize, optimizer_param_groups
+from mmrec_motor.trainer import FitResult, Trainer, TrainingError, init_seed, make_optimizer
 
 
 def count_parameters(model: torch.nn.Module) -> Dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable}
-
-
-def _run_identity(config: Config) -> str:
-    """A hash of every setting that shapes the run, so a checkpoint is only resumed by its own run."""
-    relevant = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_KEYS}
-    if not relevant.get("cold_item_ratio"):     # protocol off: the identity of runs from before the key
-        relevant.pop("cold_item_ratio", None)
-        relevant.pop("cold_item_seed", None)
-    return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def check_output_paths(config: Config) -> None:
@@ -88,77 +54,51 @@ def check_output_paths(config: Config) -> None:
                               f"directory; choose another path")
 
 
-def _temporary(path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    return f"{path}.tmp{os.getpid()}"
-
-
-def _json_to_tmp(path: str, payload: Dict[str, Any]) -> str:
-    tmp = _temporary(path)
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, default=str)
-    return tmp
-
-
-def _topk_to_tmp(path: str, users: np.ndarray, ranked: np.ndarray) -> str:
-    tmp = _temporary(path)
-    table = np.column_stack([users, ranked])
-    np.savetxt(tmp, table, fmt="%d", delimiter="\t",
-               header="userID\t" + "\t".join(f"top_{i + 1}" for i in range(ranked.shape[1])), comments="")
-    return tmp
-
-
-def write_outputs(outputs: List[Tuple[str, Any]]) -> None:
-    """Write every output to a temporary file first, then rename them all: a failure while writing
-    leaves none of them (and no temporary file) behind. ``outputs``: (path, writer) where
-    ``writer(path)`` returns the temporary file it wrote."""
-    done: List[Tuple[str, str]] = []
-    try:
-        for path, writer in outputs:
-            done.append((writer(path), path))
-    except BaseException:
-        for tmp, _ in done:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        for path, _ in outputs:
-            leftover = f"{path}.tmp{os.getpid()}"
-            if os.path.exists(leftover):
-                os.remove(leftover)
-        raise
-    for tmp, path in done:
-        os.replace(tmp, path)
-
-
-def load_data(config: Config) -> RecData:
-    """The dataset of ``config`` (generating ``toy`` on first use), with ``cold_item_ratio`` > 0 its
-    held-out items moved to test (:mod:`mmrec_motor.data.cold`)."""
-    if config["dataset"] == "toy":
-        ensure_toy(config["data_path"])
-    elif config["dataset"] not in available_datasets() and not config.dataset_dir.is_dir():
-        raise ConfigError(f"unknown dataset {config['dataset']!r}: no configs/dataset/"
-                          f"{config['dataset']}.yaml and no folder {config.dataset_dir.resolve()}; "
-                          f"available: {', '.join(available_datasets())}, or any folder in MMRec layout "
-                          f"under data_path")
-    return apply_cold_items(config, load_dataset(config))
-
-
-def build_model(config: Config, data: RecData):
-    """Construct the backbone; with ``motor``, swap MOTOR in before any optimizer sees the model.
+def build_model(config: Mapping[str, Any], data: RecData):
+    """Construct the backbone; with ``motor``, swap MOTOR in before any optimizer sees the model,
+    handing it the modalities' features read by :mod:`mmrec_motor.data.features`.
 
     Returns ``(model, item_report)``: the item representation's parameter counts (and MOTOR's
     tokenizer statistics when it is on).
     """
-    from mmrec_motor.motor import item_id_param_count, motorize
-
     model = get_model(config["model"])(config, data).to(config["device"])
     if config["motor"]:
-        report = motorize(model, config, data)
+        names = modality_list(motor_setting(config, "motor_modalities"))
+        features = load_named(config, {m: modality_file_key(m) for m in names}, data.n_items)
+        report = motorize(model, config, data, features=features)
         item = {"kind": "motor", "params": int(report["item_repr_params_motor"]),
                 "id_table_params": int(report["item_repr_params_id"]), "motor": report}
     else:
         params = item_id_param_count(model)
         item = {"kind": "id", "params": int(params), "id_table_params": int(params)}
     return model, item
+
+
+def build_optimizer(config: Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The ``learner`` over one parameter group, or two with MOTOR's ``motor_learning_rate`` /
+    ``motor_weight_decay`` (:func:`mmrec_motor.motor.hook.optimizer_param_groups`)."""
+    groups = optimizer_param_groups(model, config, config["learning_rate"], config["weight_decay"] or 0.0)
+    return make_optimizer(config, groups)
+
+
+def evaluator(config: Mapping[str, Any], data: RecData, split: Split) -> TopKEvaluator:
+    """The evaluator of ``split`` with the config's metrics, cut-offs, batch size and device."""
+    return TopKEvaluator(data, split, config["metrics"], config["topk"], config["eval_batch_size"],
+                         config["device"])
+
+
+def checkpoint_path(config: Mapping[str, Any], identity: str) -> Optional[str]:
+    """``<checkpoint_dir>/<model>-<dataset>-<id|motor>-<identity>.pth`` (None without a folder)."""
+    if not config["checkpoint_dir"]:
+        return None
+    name = f"{config['model']}-{config['dataset']}-{'motor' if config['motor'] else 'id'}-{identity}.pth"
+    return os.path.join(config["checkpoint_dir"], name)
+
+
+def sampler_of(config: Mapping[str, Any], data: RecData) -> BPRSampler:
+    """The BPR batches of a run, seeded with its ``seed``."""
+    return BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
+                      device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
 
 
 def run_combination(config: Config, data: RecData, logger: logging.Logger, names, values,
@@ -174,13 +114,10 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
     logger.info(f"Parameters: total {params['total']}, trainable {params['trainable']}, item "
                 f"representation ({item['kind']}) {item['params']}"
                 + (f" (the ID table it replaced had {item['id_table_params']})" if config["motor"] else ""))
-    sampler = BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
-                         device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
-    identity = _run_identity(config)
-    checkpoint = os.path.join(config["checkpoint_dir"], f"{config['model']}-{config['dataset']}-"
-                              f"{'motor' if config['motor'] else 'id'}-{identity}.pth") \
-        if config["checkpoint_dir"] else None
-    trainer = Trainer(config, model, logger, checkpoint_path=checkpoint, identity=identity)
+    sampler = sampler_of(config, data)
+    identity = run_identity(config)
+    checkpoint = checkpoint_path(config, identity)
+    trainer = Trainer(config, model, logger, build_optimizer(config, model), checkpoint, identity)
     fit: FitResult = trainer.fit(sampler, valid, test, resume=bool(config["resume"]))
     logger.info("best valid result: \n" + format_metrics(fit.best_valid))
     logger.info("test result: \n" + format_metrics(fit.best_test))
@@ -217,11 +154,9 @@ def quick_start(config: Config) -> Dict[str, Any]:
     logger = get_logger(config)
     data = load_data(config)
     logger.info(str(data))
-    metrics, topk, device = config["metrics"], config["topk"], config["device"]
-    valid = TopKEvaluator(data, data.valid, metrics, topk, config["eval_batch_size"], device)
-    test = TopKEvaluator(data, data.test, metrics, topk, config["eval_batch_size"], device)
-    cold = None if data.cold_test is None else \
-        TopKEvaluator(data, data.cold_test, metrics, topk, config["eval_batch_size"], device)
+    device = config["device"]
+    valid, test = evaluator(config, data, data.valid), evaluator(config, data, data.test)
+    cold = None if data.cold_test is None else evaluator(config, data, data.cold_test)
     valid_metric = str(config["valid_metric"]).lower()
     runs: List[Dict[str, Any]] = []
     chosen: Optional[int] = None
@@ -279,8 +214,39 @@ def quick_start(config: Config) -> Dict[str, Any]:
     }
     outputs = []
     if config["topk_file"] and chosen_topk is not None:
-        outputs.append((config["topk_file"], lambda path: _topk_to_tmp(path, test.users, chosen_topk)))
+        outputs.append((config["topk_file"], topk_writer(test.users, chosen_topk)))
     if config["result_file"]:
-        outputs.append((config["result_file"], lambda path: _json_to_tmp(path, result)))
-    write_outputs(outputs)      # only now, after every combination: a failed run leaves no output
+        outputs.append((config["result_file"], json_writer(result, trailing_newline=False)))
+    write_all(outputs)      # only now, after every combination: a failed run leaves no output
     return result
+
+
+class LoadedRun(NamedTuple):
+    """A finished run rebuilt by :func:`load_run`."""
+
+    config: Config
+    data: RecData
+    model: torch.nn.Module
+    checkpoint: Dict[str, Any]      # epoch, valid and test metrics of the best model
+
+
+def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None) -> LoadedRun:
+    """Rebuild a finished run from its best checkpoint (as RecBole's ``load_data_and_model``): the
+    config the checkpoint stores (``config``, a run's resolved config, e.g. its result file's, for a
+    checkpoint written before they stored it), then its data and model as the run built them, the
+    model holding the checkpoint's weights. The device is this machine's (``use_gpu`` / ``gpu_id``)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{checkpoint} is not a best-model checkpoint")
+    values = state.get("config") or config
+    if values is None:
+        raise ValueError(f"{checkpoint} stores no config (written before checkpoints held one); pass the "
+                         f"run's config (its result file's 'config')")
+    run_config = Config.from_dict(values)
+    if run_config["num_threads"]:
+        torch.set_num_threads(int(run_config["num_threads"]))
+    data = load_data(run_config)
+    init_seed(run_config["seed"])
+    model, _ = build_model(run_config, data)
+    model.load_state_dict(state["model"])
+    return LoadedRun(run_config, data, model, state)

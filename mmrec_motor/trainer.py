@@ -7,9 +7,14 @@ valid and test evaluation with freshly computed embeddings. Early stopping as MM
 must strictly improve; after ``stopping_step`` + 1 evaluations in a row without improvement the run
 stops. The test metrics reported are those of the best-valid epoch.
 
+:meth:`Trainer.fit` runs the named steps :meth:`~Trainer.resume`, :meth:`~Trainer.train_epoch`,
+:meth:`~Trainer.evaluate` (evaluation, early stopping and the best checkpoint) and
+:meth:`~Trainer.checkpoint` (the training state every ``checkpoint_every`` epochs).
+
 Differences from MMRec, on purpose: a NaN loss raises :class:`TrainingError` naming the epoch and
 batch (MMRec logs it and returns silently); the best model is kept and restored at the end and saved
-to ``checkpoint_dir``; with ``resume`` a run continues from its last per-epoch checkpoint.
+to ``checkpoint_dir`` together with the run's resolved config (:func:`mmrec_motor.quick_start.load_run`
+rebuilds the run from it); with ``resume`` a run continues from its last per-epoch checkpoint.
 """
 from __future__ import annotations
 
@@ -27,10 +32,8 @@ import torch
 
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
-from mmrec_motor.motor import optimizer_param_groups
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
-              "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
+from mmrec_motor.fileio import remove_stale_temporaries, save_torch
+from mmrec_motor.keys import OPTIMIZERS
 
 
 class TrainingError(RuntimeError):
@@ -45,27 +48,20 @@ def init_seed(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def build_optimizer(config: Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
-    name = str(config["learner"]).lower()
-    if name not in OPTIMIZERS:
-        raise ValueError(f"config key 'learner' is {config['learner']!r}; expected one of "
-                         f"{', '.join(OPTIMIZERS)}")
-    lr, weight_decay = config["learning_rate"], config["weight_decay"] or 0.0
-    # one group, or two with MOTOR's motor_learning_rate / motor_weight_decay
-    groups = optimizer_param_groups(model, config, lr, weight_decay)
+def make_optimizer(config: Mapping[str, Any], groups: List[Dict[str, Any]]) -> torch.optim.Optimizer:
+    """The ``learner`` (validated by the config) over parameter ``groups``; the fused kernel where
+    torch has one for it and the device (docs/architecture.md, "Speed notes")."""
+    optimizer = getattr(torch.optim, OPTIMIZERS[str(config["learner"]).lower()])
+    lr = config["learning_rate"]
     try:
-        # The fused kernels do the same update in one pass: 6x faster than the default on a
-        # 7050 x 4096 feature table on CPU (FREEDOM trains its raw features).
-        return OPTIMIZERS[name](groups, fused=True, lr=lr)
+        return optimizer(groups, fused=True, lr=lr)
     except (TypeError, RuntimeError, ValueError):
-        return OPTIMIZERS[name](groups, lr=lr)
+        return optimizer(groups, lr=lr)
 
 
 def build_scheduler(config: Mapping[str, Any], optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    schedule = config["learning_rate_scheduler"] or [1.0, 50]
-    if not (isinstance(schedule, (list, tuple)) and len(schedule) == 2 and schedule[1]):
-        raise ValueError(f"config key 'learning_rate_scheduler' must be [factor, step], got {schedule!r}")
-    factor, step = float(schedule[0]), float(schedule[1])
+    """LambdaLR with factor a ** (epoch / b) for ``learning_rate_scheduler: [a, b]`` (null: [1, 50])."""
+    factor, step = (float(v) for v in (config["learning_rate_scheduler"] or [1.0, 50]))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: factor ** (epoch / step))
 
 
@@ -84,59 +80,124 @@ class FitResult:
     stopped_early: bool = False
 
 
-def _atomic_save(obj: Any, path: str) -> None:
-    """torch.save to a temporary file, flushed to disk, then renamed over ``path``: a kill (or an
-    error) at any point leaves the previous file intact; a failed save removes its temporary file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+@dataclass
+class Progress:
+    """Where a fit stands: its result so far, the best model's weights, the evaluations without
+    improvement (``cur_step``) and the first epoch still to run."""
 
-
-def _remove_stale_temporaries(path: str) -> None:
-    """Delete ``path.tmp<pid>`` files left by a killed process (a pid that no longer runs)."""
-    folder, name = os.path.split(path)
-    try:
-        entries = os.listdir(folder or ".")
-    except OSError:
-        return
-    for entry in entries:
-        suffix = entry[len(name) + 4:] if entry.startswith(name + ".tmp") else ""
-        if not suffix.isdigit() or int(suffix) == os.getpid():
-            continue
-        try:
-            os.kill(int(suffix), 0)          # still running: another process is writing it
-        except ProcessLookupError:
-            try:
-                os.remove(os.path.join(folder, entry))
-            except OSError:
-                pass
-        except OSError:
-            pass
+    result: FitResult = field(default_factory=FitResult)
+    best_state: Optional[Dict[str, torch.Tensor]] = None
+    cur_step: int = 0
+    start: int = 0
 
 
 class Trainer:
-    """Trains one model; ``fit`` returns a :class:`FitResult` and leaves the best model loaded."""
+    """Trains one model with ``optimizer``; ``fit`` returns a :class:`FitResult` and leaves the best
+    model loaded. ``identity`` (:func:`mmrec_motor.keys.run_identity`) is stored in the training state,
+    so that a resume never continues another run's state."""
 
     def __init__(self, config: Mapping[str, Any], model: torch.nn.Module, logger: logging.Logger,
-                 checkpoint_path: Optional[str] = None, identity: Optional[str] = None):
+                 optimizer: torch.optim.Optimizer, checkpoint_path: Optional[str] = None,
+                 identity: Optional[str] = None):
         self.config, self.model, self.logger = config, model, logger
-        self.identity = identity      # of the run (quick_start._run_identity); stored in .last
-        self.optimizer = build_optimizer(config, model)
+        self.identity = identity
+        self.optimizer = optimizer
         self.scheduler = build_scheduler(config, self.optimizer)
         self.clip = config["clip_grad_norm"]
         self.valid_metric = str(config["valid_metric"]).lower()
         self.checkpoint_path = checkpoint_path
+        self.last_path = checkpoint_path + ".last" if checkpoint_path else None
+
+    # ------------------------------------------------------------------------------ the steps
+
+    def fit(self, sampler: BPRSampler, valid: TopKEvaluator, test: TopKEvaluator,
+            resume: bool = False) -> FitResult:
+        if self.checkpoint_path:          # temporaries of killed writers (module fileio)
+            remove_stale_temporaries(self.checkpoint_path)
+            remove_stale_temporaries(self.last_path)
+        progress = self.resume(sampler) if resume else Progress()
+        if not self.config["req_training"]:
+            return self._evaluate_untrained(valid, test)
+        result = progress.result
+        for epoch in range(progress.start, self.config["epochs"]):
+            self.train_epoch(sampler, epoch, result)
+            stop = (epoch + 1) % self.config["eval_step"] == 0 and self.evaluate(epoch, valid, test, progress)
+            self.checkpoint(epoch, progress, sampler, stop)
+            if stop:
+                result.stopped_early = True
+                self.logger.info(f"+++++Finished training, best eval result in epoch {result.best_epoch}")
+                break
+        if progress.best_state is not None:
+            self.model.load_state_dict(progress.best_state)
+        return progress.result
+
+    def resume(self, sampler: BPRSampler) -> Progress:
+        """The progress stored in the last training state of this run (model, optimizer, scheduler
+        and every random generator restored), or a fresh one when there is none for this run."""
+        last = self.last_path
+        if not (last and os.path.isfile(last)):
+            self.logger.info(f"resume: no checkpoint {last} for this run's settings; starting at epoch 0")
+            return Progress()
+        state = self._load_last(last)
+        if state is None:
+            return Progress()
+        try:
+            self._restore(state, sampler)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise TrainingError(f"cannot resume from {last}: it does not fit this model ({exc}); delete it "
+                                f"to start this run over, or run without --resume") from exc
+        self.logger.info(f"resumed from {last} after epoch {state['epoch']}")
+        return Progress(state["result"], state["best_state"], state["cur_step"], state["epoch"] + 1)
+
+    def train_epoch(self, sampler: BPRSampler, epoch: int, result: FitResult) -> None:
+        """One epoch: pre-epoch processing, the batches, the scheduler step, post-epoch processing;
+        its seconds and loss go to ``result``."""
+        began = time.perf_counter()
+        self.model.pre_epoch_processing()
+        loss = self._train_epoch(sampler, epoch)
+        self.scheduler.step()
+        post_info = self.model.post_epoch_processing()
+        seconds = time.perf_counter() - began
+        result.train_seconds.append(seconds)
+        result.losses.append(loss)
+        result.epochs_run = epoch + 1
+        self.logger.info(f"epoch {epoch} training [time: {seconds:.2f}s, train loss: {loss:.4f}]")
+        if post_info:
+            self.logger.info(post_info)
+
+    def evaluate(self, epoch: int, valid: TopKEvaluator, test: TopKEvaluator, progress: Progress) -> bool:
+        """Valid and test evaluation; a better valid score keeps the model (and saves the best
+        checkpoint). True when early stopping ends the run here."""
+        result, log = progress.result, self.logger
+        began = time.perf_counter()
+        valid_result = valid.evaluate(self.model)
+        result.eval_seconds.append(time.perf_counter() - began)
+        test_result = test.evaluate(self.model)
+        score = valid_result[self.valid_metric]
+        log.info(f"epoch {epoch} evaluating [time: {result.eval_seconds[-1]:.2f}s, valid_score: {score:f}]")
+        log.info("valid result: \n" + format_metrics(valid_result))
+        log.info("test result: \n" + format_metrics(test_result))
+        if score > result.best_valid_score:
+            progress.cur_step = 0
+            result.best_valid_score, result.best_epoch = score, epoch
+            result.best_valid, result.best_test = valid_result, test_result
+            progress.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._save_best(progress.best_state, epoch, valid_result, test_result)
+            log.info(f"██ {self.config['model']}--Best validation results updated!!!")
+            return False
+        progress.cur_step += 1
+        return progress.cur_step > self.config["stopping_step"]
+
+    def checkpoint(self, epoch: int, progress: Progress, sampler: BPRSampler, stop: bool) -> None:
+        """The training state after ``epoch``, every ``checkpoint_every`` epochs and when stopping."""
+        every = self.config["checkpoint_every"] or 0
+        if self.last_path and every and ((epoch + 1) % every == 0 or stop):
+            save_torch(self._state(epoch, progress, sampler), self.last_path)
+
+    # ----------------------------------------------------------------------------- the parts
 
     def _train_epoch(self, sampler: BPRSampler, epoch: int) -> float:
+        """The batches of one epoch; returns the summed loss."""
         self.model.train()
         total = 0.0
         for batch_idx, batch in enumerate(sampler):
@@ -154,15 +215,35 @@ class Trainer:
             total += loss.item()
         return total
 
-    def _state(self, epoch: int, result: FitResult, best_state, cur_step: int, sampler) -> dict:
+    def _evaluate_untrained(self, valid: TopKEvaluator, test: TopKEvaluator) -> FitResult:
+        """A model with ``req_training: False`` (POP, ContentKNN): one evaluation, reported as the
+        best epoch 0 (no training epoch runs); its checkpoint is saved as a trained model's is."""
+        result = FitResult()
+        began = time.perf_counter()
+        result.best_valid = valid.evaluate(self.model)
+        result.eval_seconds.append(time.perf_counter() - began)
+        result.best_test = test.evaluate(self.model)
+        result.best_valid_score, result.best_epoch = result.best_valid[self.valid_metric], 0
+        self.logger.info(f"not trained (req_training: False); valid_score: {result.best_valid_score:f}")
+        self._save_best(self.model.state_dict(), 0, result.best_valid, result.best_test)
+        return result
+
+    def _save_best(self, weights, epoch: int, valid: Dict[str, float], test: Dict[str, float]) -> None:
+        """The best checkpoint: weights, epoch, metrics and the run's resolved config."""
+        if self.checkpoint_path:
+            config = self.config.to_dict() if hasattr(self.config, "to_dict") else dict(self.config)
+            save_torch({"model": weights, "epoch": epoch, "valid": valid, "test": test, "config": config},
+                       self.checkpoint_path)
+
+    def _state(self, epoch: int, progress: Progress, sampler: BPRSampler) -> dict:
         return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "result": result, "best_state": best_state,
-                "cur_step": cur_step, "sampler_rng": sampler.get_state(),
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                "python_rng": random.getstate(), "identity": self.identity,
+                "scheduler": self.scheduler.state_dict(), "result": progress.result,
+                "best_state": progress.best_state, "cur_step": progress.cur_step,
+                "sampler_rng": sampler.get_state(), "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(), "identity": self.identity,
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
-    def _restore(self, state: dict, sampler) -> None:
+    def _restore(self, state: dict, sampler: BPRSampler) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -193,90 +274,3 @@ class Trainer:
                           f"starting at epoch 0")
             return None
         return state
-
-    def _evaluate_untrained(self, valid: TopKEvaluator, test: TopKEvaluator) -> FitResult:
-        """A model with ``req_training: False`` (POP, ContentKNN): one evaluation, reported as the
-        best epoch 0 (no training epoch runs); its checkpoint is saved as a trained model's is."""
-        result = FitResult()
-        began = time.perf_counter()
-        result.best_valid = valid.evaluate(self.model)
-        result.eval_seconds.append(time.perf_counter() - began)
-        result.best_test = test.evaluate(self.model)
-        result.best_valid_score, result.best_epoch = result.best_valid[self.valid_metric], 0
-        self.logger.info(f"not trained (req_training: False); valid_score: {result.best_valid_score:f}")
-        if self.checkpoint_path:
-            _atomic_save({"model": self.model.state_dict(), "epoch": 0, "valid": result.best_valid,
-                          "test": result.best_test}, self.checkpoint_path)
-        return result
-
-    def fit(self, sampler: BPRSampler, valid: TopKEvaluator, test: TopKEvaluator,
-            resume: bool = False) -> FitResult:
-        config, log = self.config, self.logger
-        result, best_state, cur_step, start = FitResult(), None, 0, 0
-        last_path = self.checkpoint_path + ".last" if self.checkpoint_path else None
-        if self.checkpoint_path:
-            _remove_stale_temporaries(self.checkpoint_path)
-            _remove_stale_temporaries(last_path)
-        if resume and last_path and os.path.isfile(last_path):
-            state = self._load_last(last_path)
-            if state is not None:
-                try:
-                    self._restore(state, sampler)
-                except (RuntimeError, KeyError, ValueError) as exc:
-                    raise TrainingError(f"cannot resume from {last_path}: it does not fit this model "
-                                        f"({exc}); delete it to start this run over, or run without "
-                                        f"--resume") from exc
-                result, best_state, cur_step = state["result"], state["best_state"], state["cur_step"]
-                start = state["epoch"] + 1
-                log.info(f"resumed from {last_path} after epoch {state['epoch']}")
-        elif resume:
-            log.info(f"resume: no checkpoint {last_path} for this run's settings; starting at epoch 0")
-        if not config["req_training"]:
-            return self._evaluate_untrained(valid, test)
-        stopping_step = config["stopping_step"]
-        for epoch in range(start, config["epochs"]):
-            began = time.perf_counter()
-            self.model.pre_epoch_processing()
-            loss = self._train_epoch(sampler, epoch)
-            self.scheduler.step()
-            post_info = self.model.post_epoch_processing()
-            seconds = time.perf_counter() - began
-            result.train_seconds.append(seconds)
-            result.losses.append(loss)
-            result.epochs_run = epoch + 1
-            log.info(f"epoch {epoch} training [time: {seconds:.2f}s, train loss: {loss:.4f}]")
-            if post_info:
-                log.info(post_info)
-            stop = False
-            if (epoch + 1) % config["eval_step"] == 0:
-                began = time.perf_counter()
-                valid_result = valid.evaluate(self.model)
-                result.eval_seconds.append(time.perf_counter() - began)
-                test_result = test.evaluate(self.model)
-                score = valid_result[self.valid_metric]
-                log.info(f"epoch {epoch} evaluating [time: {result.eval_seconds[-1]:.2f}s, "
-                         f"valid_score: {score:f}]")
-                log.info("valid result: \n" + format_metrics(valid_result))
-                log.info("test result: \n" + format_metrics(test_result))
-                if score > result.best_valid_score:
-                    cur_step = 0
-                    result.best_valid_score, result.best_epoch = score, epoch
-                    result.best_valid, result.best_test = valid_result, test_result
-                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                    if self.checkpoint_path:
-                        _atomic_save({"model": best_state, "epoch": epoch, "valid": valid_result,
-                                      "test": test_result}, self.checkpoint_path)
-                    log.info(f"██ {config['model']}--Best validation results updated!!!")
-                else:
-                    cur_step += 1
-                    stop = cur_step > stopping_step
-            every = config["checkpoint_every"] or 0
-            if last_path and every and ((epoch + 1) % every == 0 or stop):
-                _atomic_save(self._state(epoch, result, best_state, cur_step, sampler), last_path)
-            if stop:
-                result.stopped_early = True
-                log.info(f"+++++Finished training, best eval result in epoch {result.best_epoch}")
-                break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        return result

@@ -104,7 +104,7 @@ def motorize_mmrec(model, config, train_data=None, logger=None) -> Dict[str, Any
     """
     import logging
 
-    from mmrec_motor.motor import config_get, motorize
+    from mmrec_motor.motor.hook import config_get, motorize
 
     logger = logger if logger is not None else logging.getLogger()
     # faiss logs each optional CPU extension it fails to load at INFO, which MMRec's root logger shows

@@ -17,8 +17,8 @@ import torch
 
 from mmrec_motor.cli import main
 from mmrec_motor.config import Config
-from mmrec_motor.quick_start import build_model, load_data
-from mmrec_motor.trainer import build_optimizer
+from mmrec_motor.data.loader import load_data
+from mmrec_motor.quick_start import build_model, build_optimizer
 
 
 def toy_config(model, pinned, tmp_path, run_dirs, motor=False, **extra):

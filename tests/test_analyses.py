@@ -8,15 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from mmrec_motor import analyses
-from mmrec_motor.analyses import (bucket_index, bucketed_metrics, item_train_counts, parse_edges,
-                                  quantile_edges, read_topk)
 from mmrec_motor.cli import main
 from mmrec_motor.config import Config, ConfigError
 from mmrec_motor.data.cold import hold_out_items
 from mmrec_motor.data.dataset import DataError, PairSet, RecData, Split
+from mmrec_motor.data.loader import load_data
 from mmrec_motor.evaluation import compute_metrics
-from mmrec_motor.quick_start import _run_identity, build_model, load_data, quick_start
+from mmrec_motor.experiments import buckets, cold_items
+from mmrec_motor.experiments.buckets import (bucket_index, bucketed_metrics, item_train_counts, parse_edges,
+                                             quantile_edges)
+from mmrec_motor.fileio import read_topk
+from mmrec_motor.keys import run_identity as _run_identity
+from mmrec_motor.quick_start import build_model, quick_start
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -87,7 +90,7 @@ def test_train_counts_edges_and_bucket_labels():
     assert edges == [0, 2, 4, 6, 8]
     assert np.bincount(bucket_index(counts, edges)).tolist() == [20] * 5
     assert quantile_edges(np.zeros(10, int), 5) == [0]     # ties merge every bucket
-    assert [analyses.bucket_label([0, 1, 5], b) for b in range(3)] == ["0", "1–4", "≥ 5"]
+    assert [buckets.bucket_label([0, 1, 5], b) for b in range(3)] == ["0", "1–4", "≥ 5"]
 
 
 # --------------------------------------------------------------------------------- cold items
@@ -243,8 +246,8 @@ def test_cold_items_takes_top_k_from_a_bench_folders_checkpoints(tmp_path, run_d
     base = ["-m", "BPR", "-d", "toy", "--seeds", "1", "--out", str(out)] + common(tmp_path, run_dirs)
     assert main(["bench"] + base) == 0
     trained = []
-    real = analyses.run_one
-    monkeypatch.setattr(analyses, "run_one", lambda *a: trained.append(a) or real(*a))
+    real = cold_items.quick_start
+    monkeypatch.setattr(cold_items, "quick_start", lambda config: trained.append(config) or real(config))
     assert main(["cold-items"] + base) == 0
     assert trained == []
     for variant in ("id", "motor"):

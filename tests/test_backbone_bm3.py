@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmrec_motor.data.loader import load_data
 from mmrec_motor.data.sampler import BPRSampler
-from mmrec_motor.quick_start import build_model, count_parameters, load_data
+from mmrec_motor.quick_start import build_model, count_parameters
 from tests.backbones import (build, check_id_table_run, check_scores_follow_parameters, motor_delta,
                              to_model, toy_batch, toy_config, train_steps, train_toy)
 

@@ -7,21 +7,27 @@ import numpy as np
 import pytest
 from scipy.stats import ttest_rel
 
-from mmrec_motor import benchmark
 from mmrec_motor.cli import main
+from mmrec_motor.config import ConfigError
+from mmrec_motor.experiments import bench, store
+
+
+def run_name(config):
+    """A run's name (model-dataset-variant-seed) from the config it trains with."""
+    return f"{config['model']}-{config['dataset']}-{'motor' if config['motor'] else 'id'}-{config['seed']}"
 
 
 @pytest.fixture
 def counted_runs(monkeypatch):
-    """Names of the runs that bench actually trains (run_one wrapped with a counter)."""
+    """Names of the runs that bench actually trains (its quick_start wrapped with a counter)."""
     calls = []
-    real = benchmark.run_one
+    real = bench.quick_start
 
-    def counting(model, dataset, variant, seed, overrides):
-        calls.append(f"{model}-{dataset}-{variant}-{seed}")
-        return real(model, dataset, variant, seed, overrides)
+    def counting(config):
+        calls.append(run_name(config))
+        return real(config)
 
-    monkeypatch.setattr(benchmark, "run_one", counting)
+    monkeypatch.setattr(bench, "quick_start", counting)
     return calls
 
 
@@ -133,10 +139,10 @@ def test_bench_refuses_keys_it_owns_and_mixed_overrides(tmp_path, run_dirs, caps
     out = tmp_path / "bench"
     assert main(bench_args(tmp_path, run_dirs, out, "BPR", "id", "1") + ["--seed=3"]) == 2
     assert "--seed" in capsys.readouterr().err
-    benchmark.record_bench(str(out), "first", ["BPR"], ["toy"], ["id"], [1], {"epochs": 2})
-    with pytest.raises(benchmark.ConfigError, match="other overrides"):
-        benchmark.record_bench(str(out), "second", ["BPR"], ["toy"], ["id"], [1], {"epochs": 3})
-    record = benchmark.record_bench(str(out), "third", ["FREEDOM"], ["toy"], ["id"], [1], {"epochs": 2})
+    store.record_bench(str(out), "first", ["BPR"], ["toy"], ["id"], [1], {"epochs": 2})
+    with pytest.raises(ConfigError, match="other overrides"):
+        store.record_bench(str(out), "second", ["BPR"], ["toy"], ["id"], [1], {"epochs": 3})
+    record = store.record_bench(str(out), "third", ["FREEDOM"], ["toy"], ["id"], [1], {"epochs": 2})
     assert record["commands"] == ["first", "third"]
     assert json.loads((out / "bench.json").read_text())["command"] == "third"
 
@@ -147,10 +153,10 @@ def test_report_needs_a_bench_folder(tmp_path, capsys):
 
 
 def test_random_feature_copy_keeps_the_interactions_and_draws_features_of_the_real_widths(tmp_path):
-    from mmrec_motor.bench import random_feature_copy
     from mmrec_motor.config import Config
-    from mmrec_motor.data.dataset import load_features
-    from mmrec_motor.quick_start import load_data
+    from mmrec_motor.data.features import load_features
+    from mmrec_motor.data.loader import load_data
+    from mmrec_motor.experiments.bench import random_feature_copy
 
     data_path, scratch = tmp_path / "data", tmp_path / "scratch"
     overrides = random_feature_copy("toy", str(data_path), str(scratch))

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmrec_motor import fileio
 from mmrec_motor import quick_start as qs
-from mmrec_motor import trainer as trainer_module
 from mmrec_motor.cli import main
 from mmrec_motor.config import Config
 from mmrec_motor.data.toy import ensure_toy
-from mmrec_motor.trainer import _atomic_save
+from mmrec_motor.fileio import save_torch as _atomic_save
 from tests.conftest import REPO, device_overrides
 
 
@@ -89,7 +89,7 @@ def test_save_interrupted_before_rename_keeps_the_previous_checkpoint(tmp_path, 
     def fail(src, dst):
         raise OSError("simulated crash between write and rename")
 
-    monkeypatch.setattr(trainer_module.os, "replace", fail)
+    monkeypatch.setattr(fileio.os, "replace", fail)
     with pytest.raises(OSError, match="simulated crash"):
         _atomic_save({"epoch": 2, "w": torch.zeros(5)}, path)
     monkeypatch.undo()
@@ -173,7 +173,7 @@ def test_outputs_are_all_or_nothing(tmp_path, toy_data, monkeypatch):
         handle.write('{"partial": ')
         raise OSError("disk full")
 
-    monkeypatch.setattr(qs.json, "dump", broken_dump)
+    monkeypatch.setattr(fileio.json, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
         qs.quick_start(config)
     assert not out.exists() and not top.exists()

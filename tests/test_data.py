@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from mmrec_motor.config import Config
-from mmrec_motor.data.dataset import DataError, load_dataset, load_features
+from mmrec_motor.data.dataset import DataError, load_dataset
+from mmrec_motor.data.features import load_features
 from mmrec_motor.data.toy import generate_toy, split_labels
 from tests.conftest import require_shared, write_inter
 

@@ -7,8 +7,8 @@ import torch
 from mmrec_motor.cli import main
 from mmrec_motor.config import Config
 from mmrec_motor.motor import MotorItemEmbedding, MotorNotApplicableError, motorize
-from mmrec_motor.quick_start import build_model, load_data
-from mmrec_motor.trainer import build_optimizer
+from mmrec_motor.data.loader import load_data
+from mmrec_motor.quick_start import build_model, build_optimizer
 from tests.conftest import require_shared
 
 

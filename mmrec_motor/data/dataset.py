@@ -4,14 +4,13 @@ Layout: ``<data_path>/<dataset>/<inter_file_name>`` is a tab-separated file with
 at least ``userID``, ``itemID`` and ``x_label`` (0 train, 1 valid, 2 test); other columns are ignored.
 IDs are 0-based; ``n_users = max userID + 1`` and ``n_items = max itemID + 1`` over all splits, as in
 MMRec. With ``filter_out_cod_start_users`` the valid and test rows of users with no training row are
-dropped. Feature files (``vision_feature_file``, ``text_feature_file``) are ``.npy`` arrays whose row i
-is item i.
+dropped. Feature files: :mod:`mmrec_motor.data.features`.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -103,6 +102,7 @@ REQUIRED_SPLITS = {0: "train", 1: "valid", 2: "test"}
 
 
 def dataset_dir(config: Mapping[str, Any]) -> str:
+    """``<data_path>/<dataset>``: the folder of a dataset's .inter and feature files."""
     return os.path.join(config["data_path"], config["dataset"])
 
 
@@ -169,48 +169,3 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
             raise DataError(f"{path}: the {name} split (x_label={code}) is empty"
                             + (" after dropping cold-start users" if code > 0 else ""))
     return RecData(str(config["dataset"]), path, n_users, n_items, **splits)
-
-
-def load_feature(config: Mapping[str, Any], key: str, n_items: int) -> Optional[np.ndarray]:
-    """The float32 feature matrix named by ``config[key]``, or None when the key is empty or the file
-    is absent (MMRec's behaviour). A file that exists must be a finite 2-D numeric array with
-    ``n_items`` rows; anything else raises :class:`DataError` naming the file."""
-    name = config[key]
-    if not name:
-        return None
-    path = os.path.join(dataset_dir(config), name)
-    if not os.path.isfile(path):
-        return None
-    if os.path.getsize(path) == 0:
-        raise DataError(f"{path} ({key}): the file is empty (0 bytes); expected a .npy array of shape "
-                        f"(n_items={n_items}, dim)")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
-        hint = ("object arrays (dtype=object) are not accepted: save a numeric array"
-                if "allow_pickle" in str(exc) else "truncated, or not a .npy file?")
-        raise DataError(f"{path} ({key}): not a readable .npy array ({hint}): {exc}") from exc
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path} ({key}): holds a {type(array).__name__}, expected a .npy array of shape "
-                        f"(n_items={n_items}, dim) (an .npz archive?)")
-    if array.ndim != 2:
-        raise DataError(f"{path} ({key}): expected a 2-D array (n_items={n_items}, dim), "
-                        f"got shape {array.shape}")
-    if array.shape[0] != n_items:
-        raise DataError(f"{path} ({key}): has {array.shape[0]} rows but the dataset has n_items="
-                        f"{n_items} (max itemID + 1); row i must be item i")
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise DataError(f"{path} ({key}): expected a real numeric dtype, got {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        rows = np.flatnonzero(~finite)
-        raise DataError(f"{path} ({key}): {len(rows)} row(s) contain NaN or inf, first item IDs "
-                        f"{rows[:5].tolist()}")
-    return array
-
-
-def load_features(config: Mapping[str, Any], n_items: int) -> Dict[str, Optional[np.ndarray]]:
-    """``{'v': vision features or None, 't': text features or None}``."""
-    return {"v": load_feature(config, "vision_feature_file", n_items),
-            "t": load_feature(config, "text_feature_file", n_items)}

@@ -14,9 +14,10 @@ them can beat an ID-only model, which must learn z_i from a handful of interacti
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from mmrec_motor.fileio import write_atomic, write_text
 
 TOY_USERS, TOY_ITEMS, TOY_FACTORS = 400, 300, 8
 
@@ -51,24 +52,13 @@ def generate_toy(folder: str, seed: int = 2024) -> None:
     image = np.tanh(z_item @ w_image) + 0.3 * rng.normal(size=(TOY_ITEMS, 64))
     text = z_item @ w_text + 0.3 * rng.normal(size=(TOY_ITEMS, 32))
     os.makedirs(folder, exist_ok=True)
-    # Write each file under a temporary name of this process's own and rename it: an interrupted
-    # generation never leaves a partial dataset, and runs that generate toy at the same time (side by
-    # side, e.g. benchmarks/parallel.py) each write whole, identical files.
-    def write_atomic(name: str, write) -> None:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                write(handle)
-            os.replace(tmp, os.path.join(folder, name))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-
+    # Each file is written under a temporary name of this process's own and renamed (fileio): an
+    # interrupted generation never leaves a partial dataset, and runs that generate toy at the same time
+    # (side by side, e.g. benchmarks/parallel.py) each write whole, identical files.
     for name, array in (("image_feat.npy", image), ("text_feat.npy", text)):
-        write_atomic(name, lambda handle, a=array: np.save(handle, a.astype(np.float32)))
+        write_atomic(os.path.join(folder, name), lambda handle, a=array: np.save(handle, a.astype(np.float32)))
     lines = ["userID\titemID\trating\ttimestamp\tx_label\n"] + ["\t".join(map(str, row)) + "\n" for row in rows]
-    write_atomic("toy.inter", lambda handle: handle.write("".join(lines).encode("utf-8")))  # last: the marker
+    write_text(os.path.join(folder, "toy.inter"), "".join(lines))  # last: the marker
 
 
 def ensure_toy(data_path: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from mmrec_motor.data.dataset import load_features
+from mmrec_motor.data.features import load_features
 
 
 class GeneralRecommender(nn.Module):

@@ -10,6 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mmrec_motor.data.dataset import dataset_dir
+from mmrec_motor.fileio import save_torch
 from mmrec_motor.resources import ensure_fits, rows_that_fit
 
 
@@ -96,7 +98,7 @@ def graph_cache_dir(config) -> str:
     """``graph_cache_dir`` from the config, by default ``<data_path>/<dataset>/graph_cache``."""
     cache_dir = config["graph_cache_dir"]
     if cache_dir is None:
-        cache_dir = os.path.join(config["data_path"], config["dataset"], "graph_cache")
+        cache_dir = os.path.join(dataset_dir(config), "graph_cache")
     return cache_dir
 
 
@@ -116,10 +118,7 @@ def cached_graph(cache_dir: Optional[str], name_parts: Sequence, build, device) 
         except Exception:  # a truncated or foreign file: rebuild it below
             pass
     graph = build()
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = path + f".tmp{os.getpid()}"
-    torch.save(graph.cpu(), tmp)
-    os.replace(tmp, path)
+    save_torch(graph.cpu(), path)
     return graph.to(device)
 
 

@@ -48,8 +48,8 @@ def _info_nce(anchor: torch.Tensor, candidates: torch.Tensor, targets: torch.Ten
     """sum_b -log softmax_j(cos(anchor_b, candidates_j) / tau)[targets_b].
 
     anchor [B, d], candidates [N, d]. The 1/tau goes on the normalised anchor before the product: a
-    [B, d] scale instead of a [B, N] one (N is every user or item): 15% off LGMRec's epoch at Baby's
-    size (docs/benchmarks.md §8). Same value, up to float rounding."""
+    [B, d] scale instead of a [B, N] one (N is every user or item); the same value, up to float
+    rounding (what it saves: docs/architecture.md, "Speed notes")."""
     logits = (F.normalize(anchor, dim=1) / tau) @ F.normalize(candidates, dim=1).T
     return F.cross_entropy(logits, targets, reduction="sum")
 

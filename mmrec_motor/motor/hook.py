@@ -157,10 +157,14 @@ def tokenizer_params(config, modality: str) -> TokenizerParams:
 
 
 def load_modalities(config, n_items: Optional[int] = None,
-                    modalities: Optional[Sequence[str]] = None) -> List[Tuple[str, str, np.ndarray]]:
+                    modalities: Optional[Sequence[str]] = None,
+                    features: Optional[Dict[str, Tuple[str, np.ndarray]]] = None
+                    ) -> List[Tuple[str, str, np.ndarray]]:
     """[(modality, path, features)] for the configured modalities that have a file.
 
-    Raises ValueError when none is present or when a file's rows differ from ``n_items``.
+    ``features`` ({modality: (path, array)}) hands over arrays a caller has read and checked already
+    (this project's runtime); the other modalities are read here. Raises ValueError when none is
+    present or when a file's rows differ from ``n_items``.
     """
     mods = modalities if modalities is not None else motor_setting(config, "motor_modalities")
     if isinstance(mods, str):  # 'v,t' from a command line
@@ -171,6 +175,9 @@ def load_modalities(config, n_items: Optional[int] = None,
     root = dataset_dir(config)
     found, tried = [], []
     for m in mods:
+        if features and m in features:
+            found.append((m, *features[m]))
+            continue
         key = modality_file_key(m)
         fname = config_get(config, key)
         if not fname:
@@ -220,13 +227,14 @@ def open_cache(config) -> Tuple[Optional[TokenCache], Optional[str]]:
 
 
 def tokenize_modalities(config, n_items: Optional[int] = None,
-                        modalities: Optional[Sequence[str]] = None, with_features: bool = False):
+                        modalities: Optional[Sequence[str]] = None, with_features: bool = False,
+                        features: Optional[Dict[str, Tuple[str, np.ndarray]]] = None):
     """Tokens and stats of each configured modality, through the cache.
 
     Returns (modalities [(name, path, tokens, stats)], cache_dir); with ``with_features`` each
     tuple also ends with the modality's feature matrix (n, D).
     """
-    data = load_modalities(config, n_items, modalities)
+    data = load_modalities(config, n_items, modalities, features)
     params = {m: tokenizer_params(config, m) for m, _, _ in data}  # validate before any work
     cache, cache_dir = open_cache(config)
     out = []
@@ -280,7 +288,8 @@ def _n_items(model, dataset, table: torch.Tensor) -> int:
     return int(n)
 
 
-def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
+def motorize(model: torch.nn.Module, config, dataset=None,
+             features: Optional[Dict[str, Tuple[str, np.ndarray]]] = None) -> Dict[str, Any]:
     """Replace ``model``'s item ID table by MOTOR; returns (and sets ``model.motor_report``) a report.
 
     Args:
@@ -288,6 +297,8 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
         config: dict-like; reads ``data_path``, ``dataset``, ``vision_feature_file``,
             ``text_feature_file``, ``seed`` and the ``motor_*`` keys (defaults in :data:`DEFAULTS`).
         dataset: optional; only used for n_items when the model has no ``n_items``.
+        features: optional ``{modality: (path, array)}`` already read and checked by the caller;
+            other modalities are read from their files.
 
     Raises:
         MotorNotApplicableError: backbone without an item ID table (DualGNN, DRAGON, PGL, ItemKNNCBF).
@@ -314,7 +325,7 @@ def motorize(model: torch.nn.Module, config, dataset=None) -> Dict[str, Any]:
     content_mode = str(motor_setting(config, "motor_content")).lower()
     if content_mode not in CONTENT_MODES:
         raise ValueError(f"unknown motor_content {content_mode!r}: expected one of {', '.join(CONTENT_MODES)}")
-    mods, cache_dir = tokenize_modalities(config, n_items, with_features=True)
+    mods, cache_dir = tokenize_modalities(config, n_items, with_features=True, features=features)
     names = [m for m, _, _, _, _ in mods]
     content = None
     if content_mode != "none":   # each modality's features as its tokenizer normalised them, centred

@@ -1,0 +1,87 @@
+"""Item feature files: the one reader of the runtime, which checks each file once.
+
+A feature file (``vision_feature_file``, ``text_feature_file``, or ``<x>_feature_file`` for another
+MOTOR modality ``x``) is a ``.npy`` array in the dataset folder whose row i is item i: float32
+[n_items, D] after reading. A key that is empty, or names a file that is absent, means "no features
+of that kind" (MMRec's behaviour); a file that exists must be a finite 2-D real numeric array with
+``n_items`` rows, else :class:`~mmrec_motor.data.dataset.DataError` names the file, the key, the shape
+or dtype found and what was expected.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from mmrec_motor.data.dataset import DataError, dataset_dir
+
+
+def feature_path(config: Mapping[str, Any], key: str) -> Optional[str]:
+    """The file ``config[key]`` names in the dataset folder, or None when the key is empty or the
+    file is absent."""
+    name = config[key]
+    if not name:
+        return None
+    path = os.path.join(dataset_dir(config), name)
+    return path if os.path.isfile(path) else None
+
+
+def _read(path: str, key: str, n_items: int) -> np.ndarray:
+    where = f"feature file {path} ({key})"
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{where}: the file is empty (0 bytes); expected a .npy array of shape "
+                        f"(n_items={n_items}, dim)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+        hint = ("object arrays (dtype=object) are not accepted: save a numeric array"
+                if "allow_pickle" in str(exc) else "truncated, or not a .npy file?")
+        raise DataError(f"{where}: not a readable .npy array ({hint}): {exc}") from exc
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{where}: holds a {type(array).__name__}, expected a .npy array of shape "
+                        f"(n_items={n_items}, dim) (an .npz archive?)")
+    if array.ndim != 2:
+        raise DataError(f"{where}: expected a 2-D array (n_items={n_items}, dim), got shape {array.shape}")
+    if array.shape[0] != n_items:
+        raise DataError(f"{where}: has {array.shape[0]} rows but the dataset has n_items={n_items} "
+                        f"(max itemID + 1); row i must be item i")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"{where}: expected a real numeric dtype, got {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise DataError(f"{where}: {len(rows)} row(s) contain NaN or inf, first item IDs {rows[:5].tolist()}")
+    return array
+
+
+def load_feature(config: Mapping[str, Any], key: str, n_items: int) -> Optional[np.ndarray]:
+    """The float32 [n_items, D] features of ``config[key]``, or None (module docstring)."""
+    path = feature_path(config, key)
+    return None if path is None else _read(path, key, n_items)
+
+
+def load_features(config: Mapping[str, Any], n_items: int) -> Dict[str, Optional[np.ndarray]]:
+    """``{'v': vision features or None, 't': text features or None}``: a backbone's features."""
+    return {"v": load_feature(config, "vision_feature_file", n_items),
+            "t": load_feature(config, "text_feature_file", n_items)}
+
+
+def load_named(config: Mapping[str, Any], keys: Mapping[str, str],
+               n_items: int) -> Dict[str, Tuple[str, np.ndarray]]:
+    """``{name: (path, features)}`` for each ``name: key`` of ``keys`` whose file exists (MOTOR's
+    modalities: ``{'v': 'vision_feature_file', ...}``)."""
+    out = {}
+    for name, key in keys.items():
+        path = feature_path(config, key)
+        if path is not None:
+            out[name] = (path, _read(path, key, n_items))
+    return out
+
+
+def modality_list(value: Any) -> Sequence[str]:
+    """``motor_modalities`` as a list of names (``'v,t'`` from a command line is split)."""
+    if isinstance(value, str):
+        return [m.strip() for m in value.split(",") if m.strip()]
+    return [str(m) for m in value or []]

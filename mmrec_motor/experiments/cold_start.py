@@ -1,0 +1,179 @@
+"""``mmrec-motor cold-start``: ID vs MOTOR on items held out of training (inductive cold start).
+
+    mmrec-motor cold-start -m FREEDOM,BPR -d lfm2k --ratio 0.1 --seeds 999 [--variants id,motor] \
+        [--key=value ...] --out DIR
+
+Bench runs with ``cold_item_ratio`` = ``--ratio`` (mmrec_motor/data/cold.py), trained as bench does
+(:mod:`~mmrec_motor.experiments.runner`), then ``DIR/cold_start.md`` / ``.png``: Recall@20 / NDCG@20
+and the mean percentile rank (``cold_test_mpr``) of the held-out items (``cold_test``), and
+Recall@20 / NDCG@20 on all test items, ID vs MOTOR; ``results.csv`` / ``summary.md`` as bench does. A
+finished run from before ``cold_test_mpr`` gets it from its saved best checkpoint
+(:func:`~mmrec_motor.quick_start.load_run`; only when that reproduces the run's held-out metrics).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from mmrec_motor.config import ConfigError
+from mmrec_motor.experiments.buckets import K
+from mmrec_motor.experiments.plan import id_motor_plan, parser, prepare_overrides
+from mmrec_motor.experiments.report import write_reports
+from mmrec_motor.experiments.runner import finish, run_all
+from mmrec_motor.experiments.store import (VARIANTS, RunSpec, load_result, result_path, run_seed,
+                                           saved_checkpoint)
+from mmrec_motor.experiments.tables import (markdown_table, mean, relative_change, report_head, save_png,
+                                            stat, std, variant_label, write_report)
+from mmrec_motor.fileio import write_json
+from mmrec_motor.quick_start import evaluator, load_run, quick_start
+
+
+def cold_mpr_from_checkpoint(out: str, spec: RunSpec, result: Dict[str, Any]) -> bool:
+    """Add ``cold_test_mpr`` to a finished cold-start run that predates it, from its saved best
+    checkpoint; the run JSON is rewritten only when the restored model also reproduces the run's
+    held-out metrics (``cold_test``). True when done."""
+    path = saved_checkpoint(out, result)
+    if path is None or "cold_test" not in result["best"]:
+        return False
+    run = load_run(path, result["config"])
+    if run.checkpoint.get("test") != result["best"]["test"]:
+        return False
+    cold = evaluator(run.config, run.data, run.data.cold_test)
+    if cold.evaluate(run.model) != result["best"]["cold_test"]:
+        return False
+    mpr = cold.mean_percentile_rank(run.model)
+    result["best"]["cold_test_mpr"] = mpr
+    result["combinations"][result["chosen"]]["cold_test_mpr"] = mpr
+    write_json(result_path(out, spec), result)
+    return True
+
+
+EXPLANATION = " ".join("""
+A seeded share (cold_item_ratio) of the items with interactions is held out of training: all their
+interactions are test interactions, train and valid keep none (mmrec_motor/data/cold.py; the draw uses
+cold_item_seed, by default the run's seed, so each seed holds out other items; users left without a
+training row are dropped from valid/test). Cold: test Recall@{K} / NDCG@{K} on the held-out items' test
+interactions only (users with >= 1 of them; every item ranked, training items masked). All: the ordinary
+test metrics over all test interactions (held-out ones included). At the best-valid epoch; mean ± std
+(ddof=1) over seeds; Δ: relative change of the means, MOTOR vs ID. Cold MPR: the held-out test items'
+mean percentile rank in their users' whole rankings (0 = first, 0.5 = what a ranking that knows nothing
+averages, 1 = last; mmrec_motor/evaluation.py), which tells apart models whose held-out items all miss
+the top {K}. An ID backbone has only an untrained embedding row for a held-out item; MOTOR builds it
+from the item's tokens.
+""".split())
+
+
+def cold_start_report(out: str, specs: Sequence[RunSpec]) -> List[str]:
+    """Write ``DIR/cold_start.md`` (and ``.png``) from the run JSONs; returns the paths."""
+    lines = report_head(out, "Inductive cold start: ID vs MOTOR on held-out items",
+                            EXPLANATION.format(K=K))
+    header = ["model", f"ID cold R@{K}", f"MOTOR cold R@{K}", "Δ", f"ID cold N@{K}", f"MOTOR cold N@{K}", "Δ",
+              "ID cold MPR", "MOTOR cold MPR",
+              f"ID all R@{K}", f"MOTOR all R@{K}", "Δ", f"ID all N@{K}", f"MOTOR all N@{K}", "Δ", "seeds ID/MOTOR"]
+    plots = []
+    for dataset in dict.fromkeys(s.dataset for s in specs):
+        table, sizes, bars = [], {}, {}
+        for model in dict.fromkeys(s.model for s in specs if s.dataset == dataset):
+            res = {v: [x for x in (load_result(out, s) for s in specs if s.dataset == dataset
+                                   and s.model == model and s.variant == v) if x is not None]
+                   for v in VARIANTS}
+
+            def values(variant, split, metric):
+                return [r["best"].get(split, {}).get(f"{metric}@{K}") for r in res[variant]]
+
+            def mprs(variant):         # runs from before the key have none: "-" in the table
+                return [r["best"].get("cold_test_mpr") for r in res[variant]]
+
+            row: List[Any] = [model]
+            for split in ("cold_test", "test"):
+                for metric in ("recall", "ndcg"):
+                    row += [stat(values("id", split, metric)), stat(values("motor", split, metric)),
+                            relative_change(values("id", split, metric), values("motor", split, metric))]
+                if split == "cold_test":
+                    row += [stat(mprs(v)) for v in VARIANTS]
+            row.append(f"{len(res['id'])}/{len(res['motor'])}")
+            table.append(row)
+            for r in res["id"] + res["motor"]:
+                if "cold_items" in r["data"]:
+                    sizes.setdefault((r["data"]["cold_items"], r["data"]["cold_test"],
+                                      r["data"]["cold_test_users"], r["data"].get("cold_dropped_users")),
+                                     set()).add(run_seed(r))
+            bars[model] = {(v, s): (mean(values(v, s, "recall")), std(values(v, s, "recall")))
+                           for v in VARIANTS for s in ("cold_test", "test")}
+            for v in VARIANTS:
+                bars[model][(v, "mpr")] = (mean(mprs(v)), std(mprs(v)))
+        ratio = next((r["config"].get("cold_item_ratio") for r in
+                      (load_result(out, s) for s in specs if s.dataset == dataset) if r), None)
+        size_lines = [f"- {'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, sorted(seeds)))}: "
+                      f"{a} held-out items, {b} test interactions of theirs ({c} users)"
+                      + ("" if d is None else f", {d} user{'' if d == 1 else 's'} left without a training "
+                                              f"row (dropped)")
+                      for (a, b, c, d), seeds in sizes.items()]
+        lines += [f"## {dataset} (cold_item_ratio {ratio})", "", *(size_lines or ["No finished run."]), "",
+                  markdown_table(header, table), ""]
+        plots.append((dataset, bars))
+    return write_report(out, "cold_start", lines, specs, plots, _plot)
+
+
+def _plot(plots, path: str) -> bool:
+    """Per dataset two panels: Recall@20 (held-out and all items), and the held-out items' MPR."""
+    def draw(axes):
+        for ax, (dataset, bars) in zip(axes[1], plots):
+            models = list(bars)
+            x = np.arange(len(models))
+            for j, variant in enumerate(VARIANTS):
+                means = [bars[m][(variant, "mpr")][0] for m in models]
+                ax.bar(x + (j - 0.5) * 0.35, [np.nan if v is None else v for v in means], 0.35,
+                       yerr=[bars[m][(variant, "mpr")][1] for m in models], capsize=2,
+                       label=variant_label(variant), color="C0" if variant == "id" else "C1",
+                       hatch="//" if variant == "motor" else None)
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="no knowledge (0.5)")
+            ax.set_ylim(0, 1)
+            ax.set_xticks(x)
+            ax.set_xticklabels(models)
+            ax.set_ylabel("held-out items' MPR (lower is better)")
+            ax.set_title(f"{dataset}: where held-out items rank")
+            ax.legend(fontsize=7)
+        for ax, (dataset, bars) in zip(axes[0], plots):
+            models = list(bars)
+            x = np.arange(len(models))
+            keys = [("id", "cold_test"), ("motor", "cold_test"), ("id", "test"), ("motor", "test")]
+            width = 0.2
+            for j, key in enumerate(keys):
+                means = [bars[m][key][0] or 0.0 for m in models]
+                stds = [bars[m][key][1] for m in models]
+                ax.bar(x + (j - 1.5) * width, means, width, yerr=stds, capsize=2,
+                       label=f"{variant_label(key[0])} "
+                             f"{'held-out items' if key[1] == 'cold_test' else 'all items'}",
+                       color="C0" if key[0] == "id" else "C1", hatch="//" if key[0] == "motor" else None,
+                       alpha=1.0 if key[1] == "cold_test" else 0.45)
+            ax.set_xticks(x)
+            ax.set_xticklabels(models)
+            ax.set_ylabel(f"test Recall@{K}")
+            ax.set_title(f"{dataset}: inductive cold start")
+            ax.legend(fontsize=7)
+
+    return save_png(path, 2, len(plots), 6.0, 3.8, draw)
+
+
+def main(argv: List[str]) -> int:
+    cli = parser("cold-start", "ID vs MOTOR on items held out of training.")
+    cli.add_argument("--ratio", type=float, default=0.1,
+                     help="cold_item_ratio: share of the interacted items held out (default 0.1)")
+    args, rest = cli.parse_known_args(argv)
+    overrides = prepare_overrides(rest, "cold-start", ("cold_item_ratio",))
+    if not 0 < args.ratio < 1:
+        raise ConfigError(f"--ratio must be in (0, 1), got {args.ratio}")
+    overrides["cold_item_ratio"] = args.ratio
+    specs = id_motor_plan("cold-start", argv, args, overrides)
+    outcome = run_all(specs, args.out, overrides, quick_start)
+    for spec in specs:                   # runs from before cold_test_mpr: from their checkpoints
+        result = load_result(args.out, spec)
+        if result is not None and "cold_test" in result["best"] and "cold_test_mpr" not in result["best"]:
+            done = cold_mpr_from_checkpoint(args.out, spec, result)
+            print(f"{spec.name}: cold_test_mpr " + ("added from its saved checkpoint" if done else
+                  "not known (no checkpoint that reproduces the run's metrics)"), file=sys.stderr)
+    paths = write_reports(args.out)
+    return finish(outcome, cold_start_report(args.out, specs) + [paths["csv"], paths["summary"]])

@@ -1,0 +1,147 @@
+"""From a command line to its runs: the lists (-m, -d, --seeds, --variants), the grid of
+:class:`~mmrec_motor.experiments.store.RunSpec`, and the config each run trains with.
+
+Every run of bench and of the analyses is one runtime run (:func:`mmrec_motor.quick_start.quick_start`)
+with each grid key but ``seed`` pinned to its first yaml value (:func:`first_grid_values`, the
+convention of the reference numbers in docs/benchmarks.md, "MMRec's defaults, no grid"), its seed and
+variant, its own keys (``RunSpec.extra``), logs and checkpoints inside the folder (no periodic
+checkpoints, quiet), and the user's ``--key=value`` overrides (:func:`run_config`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from mmrec_motor.config import Config, ConfigError, parse_overrides
+from mmrec_motor.data.loader import load_data
+from mmrec_motor.experiments.store import VARIANTS, RunSpec, check_overrides, record_bench, topk_path
+
+
+def split_list(text: str, what: str) -> List[str]:
+    """``"a,b, c"`` -> ``["a", "b", "c"]``; an empty list is an error naming ``what``."""
+    items = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not items:
+        raise ConfigError(f"{what}: expected a comma-separated list, got {text!r}")
+    return items
+
+
+def int_list(text: str, what: str, minimum: Optional[int] = None) -> List[int]:
+    """``"2,4"`` -> ``[2, 4]``; with ``minimum``, smaller values are refused and repeats dropped."""
+    try:
+        values = [int(v) for v in split_list(text, what)]
+    except ValueError:
+        raise ConfigError(f"{what}: expected comma-separated integers, got {text!r}") from None
+    if minimum is None:
+        return values
+    if any(v < minimum for v in values):
+        raise ConfigError(f"{what}: expected positive integers, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def parse_seeds(text: str) -> List[int]:
+    """``"999,1000"`` -> ``[999, 1000]``."""
+    return int_list(text, "--seeds")
+
+
+def parse_variants(text: str) -> List[str]:
+    """``"id,motor"`` -> ``["id", "motor"]``; anything but id / motor is an error."""
+    variants = split_list(text, "--variants")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"--variants: unknown {', '.join(unknown)}; expected id and/or motor")
+    return variants
+
+
+def plan(models: Sequence[str], datasets: Sequence[str], variants: Sequence[str],
+         seeds: Sequence[int]) -> List[RunSpec]:
+    """Every model x dataset x variant x seed, in that nesting order."""
+    return [RunSpec(m, d, v, int(s)) for m in models for d in datasets for v in variants for s in seeds]
+
+
+def first_grid_values(model: str, dataset: str, overrides: Mapping[str, Any]) -> Dict[str, Any]:
+    """Overrides that pin each grid key (but seed) to its first yaml value, unless already given."""
+    config = Config(model, dataset, dict(overrides))
+    pinned = dict(overrides)
+    for key in config.grid_keys():
+        value = config[key]
+        if key != "seed" and key not in overrides and isinstance(value, list):
+            pinned[key] = value[0]
+    return pinned
+
+
+def run_values(out: str, spec: RunSpec, overrides: Mapping[str, Any]) -> Dict[str, Any]:
+    """The overrides of one run: logs and checkpoints inside ``out``, no periodic checkpoints, quiet;
+    the user's ``overrides`` come next and win; then the run's own keys; no result or top-K file (the
+    runner writes the result itself)."""
+    values: Dict[str, Any] = {"log_dir": os.path.join(out, "log", spec.name),
+                              "checkpoint_dir": os.path.join(out, "saved"),
+                              "checkpoint_every": 0, "verbose": False}
+    values.update(overrides)
+    values.update({"result_file": None, "topk_file": None})
+    values.update(dict(spec.extra))
+    return values
+
+
+def run_config(out: str, spec: RunSpec, overrides: Mapping[str, Any], with_topk: bool = False) -> Config:
+    """The config ``spec`` trains with (module docstring); ``with_topk`` writes its test top-50 to
+    ``DIR/topk/<name>.tsv``."""
+    values = first_grid_values(spec.model, spec.dataset, run_values(out, spec, overrides))
+    values.update({"seed": spec.seed, "motor": spec.variant == "motor"})
+    if with_topk:
+        values["topk_file"] = topk_path(out, spec)
+    return Config(spec.model, spec.dataset, values)
+
+
+def check_data(models: Sequence[str], datasets: Sequence[str], seeds: Sequence[int], out: str,
+               overrides: Mapping[str, Any]) -> None:
+    """Build every model's config and load every dataset once (with the first seed), so that a bad
+    key, model, dataset or cold-item split is one error before any training."""
+    for dataset in datasets:
+        configs = [run_config(out, RunSpec(model, dataset, "id", int(seeds[0])), overrides)
+                   for model in models]
+        load_data(configs[0])
+
+
+# ------------------------------------------------------------------------------ command lines
+
+def parser(name: str, description: str, variants: bool = True) -> argparse.ArgumentParser:
+    """The parser of ``mmrec-motor <name>`` with the arguments bench and every analysis take (-m, -d,
+    --seeds, --variants unless ``variants`` is False, --out)."""
+    parser = argparse.ArgumentParser(prog=f"mmrec-motor {name}", allow_abbrev=False, description=description)
+    parser.add_argument("-m", "--models", required=True, help="comma-separated backbones")
+    parser.add_argument("-d", "--datasets", required=True, help="comma-separated datasets")
+    parser.add_argument("--seeds", default="999", help="comma-separated seeds (default 999)")
+    if variants:
+        parser.add_argument("--variants", default="id,motor", help="id, motor or id,motor (default)")
+    parser.add_argument("--out", required=True, help="the folder of the runs, logs and reports")
+    return parser
+
+
+def prepare_overrides(rest: List[str], name: str, own_keys: Sequence[str] = ()) -> Dict[str, Any]:
+    """The ``--key=value`` overrides, refusing bench's own keys and those of the analysis ``name``."""
+    overrides = parse_overrides(rest)
+    check_overrides(overrides)
+    refused = [k for k in own_keys if k in overrides]
+    if refused:
+        raise ConfigError(f"{name} sets {', '.join(refused)} itself; drop --{' --'.join(refused)}")
+    return overrides
+
+
+def record(name: str, argv: Sequence[str], out: str, overrides: Mapping[str, Any], models: Sequence[str],
+           datasets: Sequence[str], variants: Sequence[str], seeds: Sequence[int]) -> None:
+    """Check the data (:func:`check_data`), then record the command line and the plan in
+    ``DIR/bench.json`` (a folder filled with other overrides is refused)."""
+    check_data(models, datasets, seeds, out, overrides)
+    record_bench(out, shlex.join(["mmrec-motor", name, *argv]), models, datasets, variants, seeds, overrides)
+
+
+def id_motor_plan(name: str, argv: Sequence[str], args: argparse.Namespace,
+                  overrides: Mapping[str, Any]) -> List[RunSpec]:
+    """The runs of an ID vs MOTOR command: :func:`plan` over -m, -d, --variants and --seeds, after
+    :func:`record`."""
+    models, datasets = split_list(args.models, "-m"), split_list(args.datasets, "-d")
+    variants, seeds = parse_variants(args.variants), parse_seeds(args.seeds)
+    record(name, argv, args.out, overrides, models, datasets, variants, seeds)
+    return plan(models, datasets, variants, seeds)

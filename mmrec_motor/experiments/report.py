@@ -1,0 +1,133 @@
+"""The bench report of a run folder, rebuilt from its run JSONs (and bench.json) alone:
+
+- ``results.csv``: one row per run (model, dataset, variant, seed, every valid and test metric at the
+  best-valid epoch, item-representation and total parameters, train seconds per epoch, eval seconds,
+  epochs run, best epoch);
+- ``summary.md``: the command lines, then per dataset one row per model: ID and MOTOR test Recall@20
+  and NDCG@20 (mean ± std over seeds), the relative change of the means, a paired t-test over seeds
+  on test Recall@20, item-representation parameters and train seconds per epoch with their MOTOR/ID
+  ratios (:data:`SUMMARY_HEADER`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import warnings
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from mmrec_motor.experiments.store import VARIANTS, load_runs, run_seed, run_variant, runs_dir
+from mmrec_motor.experiments.tables import (commands_block, failures_block, markdown_table, mean,
+                                            relative_change, stat)
+from mmrec_motor.fileio import write_text
+
+RESULT_COLUMNS_HEAD = ["model", "dataset", "variant", "seed"]
+RESULT_COLUMNS_TAIL = ["item_repr_params", "total_params", "train_seconds_per_epoch", "eval_seconds",
+                       "epochs_run", "best_epoch"]
+SUMMARY_HEADER = ["model", "ID R@20", "MOTOR R@20", "Δ R@20", "ID N@20", "MOTOR N@20", "Δ N@20",
+                  "p (paired t, R@20)", "seeds ID/MOTOR", "item params ID", "item params MOTOR",
+                  "params MOTOR/ID", "s/epoch ID", "s/epoch MOTOR", "s/epoch MOTOR/ID"]
+
+
+def result_row(result: Mapping[str, Any]) -> Dict[str, Any]:
+    """One CSV row: identity, every valid and test metric, parameters, timings, epochs."""
+    chosen = result["combinations"][result["chosen"]]
+    row: Dict[str, Any] = {"model": result["model"], "dataset": result["dataset"],
+                           "variant": run_variant(result), "seed": run_seed(result)}
+    for split in ("valid", "test"):
+        for metric, value in result["best"][split].items():
+            row[f"{split}_{metric}"] = value
+    row.update({"item_repr_params": result["item_representation"]["params"],
+                "total_params": result["params"]["total"],
+                "train_seconds_per_epoch": result["train_seconds_per_epoch"],
+                "eval_seconds": result["eval_seconds"],
+                "epochs_run": chosen["epochs_run"], "best_epoch": result["best"]["best_epoch"]})
+    return row
+
+
+def results_csv(results: Sequence[Mapping[str, Any]]) -> str:
+    """``results.csv``: one row per run (metric columns: the union over runs, in first-seen order)."""
+    rows = [result_row(r) for r in results]
+    metrics: List[str] = []
+    for row in rows:
+        metrics += [k for k in row if k.startswith(("valid_", "test_")) and k not in metrics]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS_HEAD + metrics + RESULT_COLUMNS_TAIL,
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def paired_p_value(id_by_seed: Mapping[int, float], motor_by_seed: Mapping[int, float]) -> str:
+    """Paired t-test (scipy.stats.ttest_rel) over the seeds both variants ran; ``"n/a"`` with fewer
+    than two pairs, or when the differences have no variance."""
+    seeds = sorted(set(id_by_seed) & set(motor_by_seed))
+    if len(seeds) < 2:
+        return "n/a"
+    from scipy.stats import ttest_rel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = float(ttest_rel([motor_by_seed[s] for s in seeds], [id_by_seed[s] for s in seeds]).pvalue)
+    return f"{p:.3g}" if math.isfinite(p) else "n/a"
+
+
+def ratio(id_value: Optional[float], motor_value: Optional[float], fmt: str = "{:.2f}x") -> str:
+    """``motor / id`` formatted; ``-`` when a side is missing."""
+    if id_value is None or motor_value is None:
+        return "-"
+    return fmt.format(motor_value / id_value) if id_value else "n/a"
+
+
+def model_summary_row(model: str, rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    """One summary row: a model's ID and MOTOR runs on one dataset (the CSV rows of those runs)."""
+    side = {v: [r for r in rows if r["variant"] == v] for v in VARIANTS}
+
+    def values(variant: str, column: str) -> List[float]:
+        return [float(r[column]) for r in side[variant] if r[column] is not None]
+
+    by_seed = {v: {int(r["seed"]): float(r["test_recall@20"]) for r in side[v]} for v in VARIANTS}
+    params = {v: mean(values(v, "item_repr_params")) for v in VARIANTS}
+    seconds = {v: mean(values(v, "train_seconds_per_epoch")) for v in VARIANTS}
+    return [model,
+            stat(values("id", "test_recall@20")), stat(values("motor", "test_recall@20")),
+            relative_change(values("id", "test_recall@20"), values("motor", "test_recall@20")),
+            stat(values("id", "test_ndcg@20")), stat(values("motor", "test_ndcg@20")),
+            relative_change(values("id", "test_ndcg@20"), values("motor", "test_ndcg@20")),
+            paired_p_value(by_seed["id"], by_seed["motor"]),
+            f"{len(side['id'])}/{len(side['motor'])}",
+            "-" if params["id"] is None else f"{params['id']:,.0f}",
+            "-" if params["motor"] is None else f"{params['motor']:,.0f}",
+            ratio(params["id"], params["motor"]),
+            "-" if seconds["id"] is None else f"{seconds['id']:.3f}",
+            "-" if seconds["motor"] is None else f"{seconds['motor']:.3f}",
+            ratio(seconds["id"], seconds["motor"])]
+
+
+def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
+    """``summary.md``: the command lines, then per dataset one row per model (:data:`SUMMARY_HEADER`),
+    then the failed runs of ``out``."""
+    rows = [result_row(r) for r in results]
+    lines = ["# Benchmark: ID vs MOTOR", ""] + commands_block(out, "# (unknown: no bench.json in this folder)")
+    lines += ["Test Recall@20 / NDCG@20 at the best-valid epoch, mean ± std (ddof=1) over seeds; Δ: relative "
+              "change of the means, MOTOR vs ID; p: paired t-test (scipy.stats.ttest_rel) on test Recall@20 "
+              "over the seeds both variants ran (n/a under two pairs); item params: the item representation "
+              "(ID table, or token tables + cross network); s/epoch: mean training seconds per epoch.", ""]
+    for dataset in sorted({r["dataset"] for r in rows}):
+        table = [model_summary_row(model, [r for r in rows if r["dataset"] == dataset and r["model"] == model])
+                 for model in sorted({r["model"] for r in rows if r["dataset"] == dataset})]
+        lines += [f"## {dataset}", "", markdown_table(SUMMARY_HEADER, table), ""]
+    return "\n".join(lines + failures_block(out))
+
+
+def write_reports(out: str) -> Dict[str, str]:
+    """(Re)write ``DIR/results.csv`` and ``DIR/summary.md`` from the run JSONs; returns their paths."""
+    if not os.path.isdir(runs_dir(out)):
+        raise FileNotFoundError(f"{runs_dir(out)} does not exist: not a bench folder")
+    results = load_runs(out)
+    paths = {"csv": os.path.join(out, "results.csv"), "summary": os.path.join(out, "summary.md")}
+    write_text(paths["csv"], results_csv(results))
+    write_text(paths["summary"], summary_md(results, out))
+    return paths

@@ -1,0 +1,47 @@
+"""The best checkpoint stores the run's resolved config, and ``load_run`` rebuilds the run from it:
+the same config (device resolved again), data and model, the model ranking as the run did."""
+import pytest
+import torch
+
+from mmrec_motor.config import Config, ConfigError
+from mmrec_motor.quick_start import evaluator, load_run, quick_start
+
+
+def finished_run(tmp_path, run_dirs, **values):
+    config = Config("BPR", "toy", {"data_path": str(tmp_path / "data"), "epochs": 2, "verbose": False,
+                                   "num_threads": 1, **run_dirs, **values})
+    result = quick_start(config)
+    return result, result["combinations"][result["chosen"]]["checkpoint"]
+
+
+@pytest.mark.parametrize("motor", [False, True])
+def test_load_run_rebuilds_config_data_and_model(tmp_path, run_dirs, motor):
+    result, path = finished_run(tmp_path, run_dirs, motor=motor, reg_weight=1e-3)
+    state = torch.load(path, weights_only=False)
+    assert state["config"] == result["config"]                  # one combination: its resolved config
+    run = load_run(path)
+    assert run.config.to_dict() == result["config"]
+    assert run.checkpoint["test"] == result["best"]["test"]
+    assert (run.data.n_users, run.data.n_items, len(run.data.train)) == (400, 300, result["data"]["train"])
+    assert evaluator(run.config, run.data, run.data.test).evaluate(run.model) == result["best"]["test"]
+    kinds = {type(m).__name__ for m in run.model.modules()}
+    assert ("MotorItemEmbedding" in kinds) == motor
+
+
+def test_a_checkpoint_without_config_needs_the_runs_config(tmp_path, run_dirs):
+    result, path = finished_run(tmp_path, run_dirs)
+    state = torch.load(path, weights_only=False)
+    del state["config"]                                         # as written before checkpoints held it
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="stores no config"):
+        load_run(path)
+    run = load_run(path, result["config"])
+    assert evaluator(run.config, run.data, run.data.test).evaluate(run.model) == result["best"]["test"]
+
+
+def test_config_from_dict_round_trips_and_checks(tmp_path):
+    config = Config("FREEDOM", "toy", {"data_path": str(tmp_path), "seed": [1, 2], "use_gpu": False})
+    again = Config.from_dict(config.to_dict())
+    assert again.to_dict() == config.to_dict() and again.grid_keys() == config.grid_keys()
+    with pytest.raises(ConfigError, match="'epochs' must be a positive integer"):
+        Config.from_dict({**config.to_dict(), "epochs": 0})
