@@ -249,6 +249,7 @@ class Config(Mapping[str, Any]):
 
     def __init__(self, model: str, dataset: str, overrides: Optional[Mapping[str, Any]] = None):
         overrides = dict(overrides or {})
+        self.command_line_keys = frozenset(overrides)      # grid: first keeps these grids whole
         if model not in available_models():
             raise ConfigError(f"unknown model {model!r}; available: {', '.join(available_models())}")
         self.files: List[Path] = []
@@ -395,6 +396,13 @@ class Config(Mapping[str, Any]):
                 value = self._values[key] = os.fspath(value)
             if value is not None and value is not False and not isinstance(value, str):
                 raise ConfigError(f"config key {key!r} must be a path string or null, got {value!r}")
+        if str(self._values.get("grid", "full")).lower() not in ("full", "first"):
+            raise ConfigError(f"config key 'grid' is {self._values.get('grid')!r}; expected 'full' (every "
+                              f"combination) or 'first' (each grid key but seed at its first value)")
+        if self._values.get("verbose") not in (None, True, False):
+            raise ConfigError(f"config key 'verbose' is {self._values.get('verbose')!r}; expected null (short "
+                              f"lines, the default), True (every metric of every epoch) or False (nothing "
+                              f"on stdout)")
         was_grid = self._yaml_grid_keys - set(self.grid_keys())
         for key in sorted(was_grid):
             value = self._values.get(key)
@@ -421,11 +429,33 @@ def grid(config: Config) -> List[Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
     """Every combination of the grid keys, seed first, in MMRec's order (itertools.product).
 
     Returns a list of ``(names, values)``; a key that is a scalar counts as a one-value list and a key
-    that is missing counts as ``[None]`` (as MMRec).
+    that is missing counts as ``[None]`` (as MMRec). With ``grid: first`` (``configs/dataset/toy.yaml``
+    sets it, so that the main job takes seconds) every grid key but ``seed`` keeps only its first
+    value, except a list given on the command line, which is searched whole; ``--grid=full`` restores
+    the whole grid.
     """
     names = tuple(config.grid_keys())
     options = []
+    first_only = str(config["grid"] or "full").lower() == "first"
+    command_line = getattr(config, "command_line_keys", frozenset())
     for name in names:
         value = config[name]
-        options.append(value if isinstance(value, list) else [value])
+        values = value if isinstance(value, list) else [value]
+        if first_only and name != "seed" and name not in command_line:
+            values = values[:1]
+        options.append(values)
     return [(names, combo) for combo in itertools.product(*options)]
+
+
+def grid_note(config: Config, runs: int) -> str:
+    """One line saying that ``grid: first`` left combinations out (empty when it left none out)."""
+    if str(config["grid"] or "full").lower() != "first":
+        return ""
+    full = 1
+    for name in config.grid_keys():
+        value = config[name]
+        full *= len(value) if isinstance(value, list) else 1
+    if full == runs:
+        return ""
+    return (f"grid: first (each grid key but seed at its first value): {runs} of {full} combinations; "
+            f"--grid=full runs them all")

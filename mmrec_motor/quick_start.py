@@ -11,48 +11,32 @@ import hashlib
 import json
 import logging
 import os
-import sys
-import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from mmrec_motor.config import Config, ConfigError, available_datasets, grid
+from mmrec_motor.config import Config, ConfigError, available_datasets, grid, grid_note
 from mmrec_motor.data.cold import apply_cold_items
 from mmrec_motor.data.dataset import RecData, load_dataset
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.data.toy import ensure_toy
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
 from mmrec_motor.models import get_model
+from mmrec_motor.progress import ALWAYS, GridProgress, result_paths_line, setup_logger
+from mmrec_motor.threads import apply_threads
 from mmrec_motor.trainer import FitResult, Trainer, TrainingError, init_seed
 
 # Keys that do not change what a run computes; left out of the checkpoint identity.
-_VOLATILE_KEYS = {"resume", "result_file", "topk_file", "log_dir", "checkpoint_dir", "num_threads",
+_VOLATILE_KEYS = {"resume", "grid", "result_file", "topk_file", "log_dir", "checkpoint_dir", "num_threads",
                   "device", "gpu_id", "use_gpu", "epochs", "motor_cache_dir", "graph_cache_dir",
                   "checkpoint_every", "data_path"}
 
 
 def get_logger(config: Config) -> logging.Logger:
-    """MMRec-style logger: plain lines to stdout and to ``<log_dir>/<model>-<dataset>-<time>.log``."""
-    logger = logging.getLogger("mmrec_motor")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    if config["verbose"] is not False:
-        stream = logging.StreamHandler(sys.stdout)
-        stream.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(stream)
-    if config["log_dir"]:
-        os.makedirs(config["log_dir"], exist_ok=True)
-        stamp = time.strftime("%b-%d-%Y-%H-%M-%S")
-        path = os.path.join(config["log_dir"], f"{config['model']}-{config['dataset']}-{stamp}.log")
-        file_handler = logging.FileHandler(path, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%a %d %b %Y %H:%M:%S"))
-        logger.addHandler(file_handler)
-    return logger
+    """MMRec-style logger: stdout as ``verbose`` says, everything in ``<log_dir>/<model>-<dataset>-<time>.log``
+    (:mod:`mmrec_motor.progress`)."""
+    return setup_logger(config)
 
 
 def count_parameters(model: torch.nn.Module) -> Dict[str, int]:
@@ -173,7 +157,8 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
     logger.info(str(model))
     logger.info(f"Parameters: total {params['total']}, trainable {params['trainable']}, item "
                 f"representation ({item['kind']}) {item['params']}"
-                + (f" (the ID table it replaced had {item['id_table_params']})" if config["motor"] else ""))
+                + (f" (the ID table it replaced had {item['id_table_params']})" if config["motor"] else ""),
+                extra=ALWAYS)
     sampler = BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
                          device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
     identity = _run_identity(config)
@@ -211,12 +196,11 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
 
 def quick_start(config: Config) -> Dict[str, Any]:
     """Run every combination of the grid; returns the result dict that ``result_file`` receives."""
-    if config["num_threads"]:
-        torch.set_num_threads(int(config["num_threads"]))
     check_output_paths(config)
     logger = get_logger(config)
+    logger.info(apply_threads(config["num_threads"]), extra=ALWAYS)
     data = load_data(config)
-    logger.info(str(data))
+    logger.info(str(data), extra=ALWAYS)
     metrics, topk, device = config["metrics"], config["topk"], config["device"]
     valid = TopKEvaluator(data, data.valid, metrics, topk, config["eval_batch_size"], device)
     test = TopKEvaluator(data, data.test, metrics, topk, config["eval_batch_size"], device)
@@ -227,7 +211,12 @@ def quick_start(config: Config) -> Dict[str, Any]:
     chosen: Optional[int] = None
     chosen_topk: Optional[np.ndarray] = None
     combinations = grid(config)
-    for names, values in combinations:
+    reduced = grid_note(config, len(combinations))
+    if reduced:
+        logger.info(reduced, extra=ALWAYS)
+    progress = GridProgress(logger, len(combinations), valid_metric)
+    for index, (names, values) in enumerate(combinations):
+        progress.start(index, dict(zip(names, values)))
         try:
             run = run_combination(config, data, logger, names, values, valid, test, cold)
         except TrainingError as exc:
@@ -237,6 +226,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
             raise
         model = run.pop("_model")
         runs.append(run)
+        progress.finish(run)
         score = run["valid"].get(valid_metric, -np.inf)
         if chosen is None or score > runs[chosen]["valid"].get(valid_metric, -np.inf):
             chosen = len(runs) - 1
@@ -251,6 +241,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
         logger.info(f"Parameters: {list(run['parameters'])}={tuple(run['parameters'].values())},\n"
                     f" best valid: {format_metrics(run['valid'])},\n best test: {format_metrics(run['test'])}")
     best = runs[chosen]
+    progress.summary(runs, chosen)
     logger.info("\n█████████████ BEST (chosen on validation) ████████████████")
     logger.info(f"\tParameters: {list(best['parameters'])}={tuple(best['parameters'].values())},\n"
                 f"Valid: {format_metrics(best['valid'])},\nTest: {format_metrics(best['test'])}\n")
@@ -283,4 +274,5 @@ def quick_start(config: Config) -> Dict[str, Any]:
     if config["result_file"]:
         outputs.append((config["result_file"], lambda path: _json_to_tmp(path, result)))
     write_outputs(outputs)      # only now, after every combination: a failed run leaves no output
+    logger.info(result_paths_line(config, logger), extra=ALWAYS)
     return result

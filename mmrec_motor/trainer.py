@@ -28,6 +28,7 @@ import torch
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
 from mmrec_motor.motor import optimizer_param_groups
+from mmrec_motor.progress import ALWAYS, BRIEF, epoch_line
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
               "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
@@ -203,7 +204,8 @@ class Trainer:
         result.eval_seconds.append(time.perf_counter() - began)
         result.best_test = test.evaluate(self.model)
         result.best_valid_score, result.best_epoch = result.best_valid[self.valid_metric], 0
-        self.logger.info(f"not trained (req_training: False); valid_score: {result.best_valid_score:f}")
+        self.logger.info(f"not trained (req_training: False); valid_score: {result.best_valid_score:f}",
+                         extra=ALWAYS)
         if self.checkpoint_path:
             _atomic_save({"model": self.model.state_dict(), "epoch": 0, "valid": result.best_valid,
                           "test": result.best_test}, self.checkpoint_path)
@@ -228,9 +230,10 @@ class Trainer:
                                         f"--resume") from exc
                 result, best_state, cur_step = state["result"], state["best_state"], state["cur_step"]
                 start = state["epoch"] + 1
-                log.info(f"resumed from {last_path} after epoch {state['epoch']}")
+                log.info(f"resumed from {last_path} after epoch {state['epoch']}", extra=ALWAYS)
         elif resume:
-            log.info(f"resume: no checkpoint {last_path} for this run's settings; starting at epoch 0")
+            log.info(f"resume: no checkpoint {last_path} for this run's settings; starting at epoch 0",
+                     extra=ALWAYS)
         if not config["req_training"]:
             return self._evaluate_untrained(valid, test)
         stopping_step = config["stopping_step"]
@@ -247,7 +250,7 @@ class Trainer:
             log.info(f"epoch {epoch} training [time: {seconds:.2f}s, train loss: {loss:.4f}]")
             if post_info:
                 log.info(post_info)
-            stop = False
+            stop, score, improved = False, None, False
             if (epoch + 1) % config["eval_step"] == 0:
                 began = time.perf_counter()
                 valid_result = valid.evaluate(self.model)
@@ -259,7 +262,7 @@ class Trainer:
                 log.info("valid result: \n" + format_metrics(valid_result))
                 log.info("test result: \n" + format_metrics(test_result))
                 if score > result.best_valid_score:
-                    cur_step = 0
+                    cur_step, improved = 0, True
                     result.best_valid_score, result.best_epoch = score, epoch
                     result.best_valid, result.best_test = valid_result, test_result
                     best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -270,6 +273,8 @@ class Trainer:
                 else:
                     cur_step += 1
                     stop = cur_step > stopping_step
+            log.info(epoch_line(epoch, loss, seconds, self.valid_metric, score,
+                                result.eval_seconds[-1] if score is not None else None, improved), extra=BRIEF)
             every = config["checkpoint_every"] or 0
             if last_path and every and ((epoch + 1) % every == 0 or stop):
                 _atomic_save(self._state(epoch, result, best_state, cur_step, sampler), last_path)
