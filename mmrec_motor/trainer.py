@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import torch
 
+from mmrec_motor.checksum import checksum_problem, with_checksum
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
 from mmrec_motor.motor import optimizer_param_groups
@@ -87,7 +88,9 @@ class FitResult:
 
 def _atomic_save(obj: Any, path: str) -> None:
     """torch.save to a temporary file, flushed to disk, then renamed over ``path``: a kill (or an
-    error) at any point leaves the previous file intact; a failed save removes its temporary file."""
+    error) at any point leaves the previous file intact; a failed save removes its temporary file.
+    A dict gets its checksum (:mod:`mmrec_motor.checksum`), verified on resume."""
+    obj = with_checksum(obj)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -188,6 +191,10 @@ class Trainer:
         if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "result"} <= set(state):
             raise TrainingError(f"cannot resume from {last_path}: not a training-state checkpoint; "
                                 f"delete it to start this run over, or run without --resume")
+        problem = checksum_problem(state)
+        if problem:
+            raise TrainingError(f"cannot resume from {last_path}: {problem}; delete it to start this run "
+                                f"over, or run without --resume")
         if self.identity is not None and state.get("identity") not in (None, self.identity):
             warnings.warn(f"{last_path} was written by a run with other settings (identity "
                           f"{state.get('identity')!r}, this run {self.identity!r}): not resumed, "

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mmrec_motor.data.checks import check_id_space, path_problem, report_duplicates
+
 
 class DataError(ValueError):
     """Bad input data; the message names the file and what was expected."""
@@ -114,6 +116,10 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
                         f"{config['data_path']!r}, dataset={config['dataset']!r}); pass "
                         f"--data_path=<folder that contains {config['dataset']}/>")
     path = os.path.join(folder, config["inter_file_name"])
+    problem = path_problem(path)
+    if problem:
+        raise DataError(f"interaction file {os.path.abspath(path)} {problem}; expected a tab-separated "
+                        f".inter file")
     if not os.path.isfile(path):
         present = sorted(f for f in os.listdir(folder) if f.endswith(".inter"))
         raise DataError(f"interaction file not found: {os.path.abspath(path)}; .inter files in that "
@@ -158,6 +164,10 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
         raise DataError(f"{path}: column {label} has values {bad_labels}; expected only 0 (train), "
                         f"1 (valid) and 2 (test)")
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    column, ids, rows, other = (uid, users, n_users, n_items) if n_users >= n_items else \
+        (iid, items, n_items, n_users)
+    check_id_space(path, column, ids, rows, config.get("embedding_size"), other, config.get("device"),
+                   DataError)      # before anything of n_users or n_items rows is allocated
     splits = {}
     train_users = np.unique(users[labels == 0])
     for code, name in REQUIRED_SPLITS.items():
@@ -168,6 +178,8 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
         if not keep.any():
             raise DataError(f"{path}: the {name} split (x_label={code}) is empty"
                             + (" after dropping cold-start users" if code > 0 else ""))
+    report_duplicates(path, label, splits, n_items)
+    check_feature_paths(config)
     return RecData(str(config["dataset"]), path, n_users, n_items, **splits)
 
 
@@ -179,6 +191,10 @@ def load_feature(config: Mapping[str, Any], key: str, n_items: int) -> Optional[
     if not name:
         return None
     path = os.path.join(dataset_dir(config), name)
+    problem = path_problem(path)
+    if problem:
+        raise DataError(f"{path} ({key}) {problem}; expected a .npy array of shape (n_items={n_items}, "
+                        f"dim), or no file at all for no feature")
     if not os.path.isfile(path):
         return None
     if os.path.getsize(path) == 0:
@@ -208,6 +224,20 @@ def load_feature(config: Mapping[str, Any], key: str, n_items: int) -> Optional[
         raise DataError(f"{path} ({key}): {len(rows)} row(s) contain NaN or inf, first item IDs "
                         f"{rows[:5].tolist()}")
     return array
+
+
+def check_feature_paths(config: Mapping[str, Any]) -> None:
+    """For a multimodal model or ``motor``: every ``*_feature_file`` that exists must be a readable
+    regular file (a directory or a dangling link is an error naming it, not an absent feature)."""
+    if not (config.get("motor") or config.get("is_multimodal_model", True) is not False):
+        return
+    for key in sorted(k for k in config if str(k).endswith("_feature_file")):
+        if config[key]:
+            path = os.path.join(dataset_dir(config), str(config[key]))
+            problem = path_problem(path)
+            if problem:
+                raise DataError(f"{path} ({key}) {problem}; expected a .npy array of shape (n_items, dim),"
+                                f" or no file at all for no feature")
 
 
 def load_features(config: Mapping[str, Any], n_items: int) -> Dict[str, Optional[np.ndarray]]:
