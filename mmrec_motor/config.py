@@ -87,6 +87,11 @@ def load_yaml(path: Path) -> Dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.load(handle, Loader=_LOADER)
+    except OSError as exc:        # a directory, a dangling link, no permission
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc}); expected a yaml file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected a yaml "
+                          f"file") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -258,7 +263,7 @@ class Config(Mapping[str, Any]):
         layers = [CONFIG_ROOT / "overall.yaml", CONFIG_ROOT / "model" / "MOTOR.yaml",
                   CONFIG_ROOT / "dataset" / f"{dataset}.yaml", CONFIG_ROOT / "model" / f"{model}.yaml"]
         for path in layers:
-            if not path.is_file():
+            if not os.path.lexists(path):        # a dataset without a yaml; anything else is read
                 continue
             layer = load_yaml(path)
             grid_keys += list(layer.pop("hyper_parameters", None) or [])

@@ -23,6 +23,7 @@ from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.data.toy import ensure_toy
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
 from mmrec_motor.models import get_model
+from mmrec_motor.preflight import check_writable_outputs, remove_stale_temporaries
 from mmrec_motor.progress import ALWAYS, GridProgress, result_paths_line, setup_logger
 from mmrec_motor.threads import apply_threads
 from mmrec_motor.trainer import FitResult, Trainer, TrainingError, init_seed
@@ -197,6 +198,8 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
 def quick_start(config: Config) -> Dict[str, Any]:
     """Run every combination of the grid; returns the result dict that ``result_file`` receives."""
     check_output_paths(config)
+    check_writable_outputs(config)
+    remove_stale_temporaries(config)
     logger = get_logger(config)
     logger.info(apply_threads(config["num_threads"]), extra=ALWAYS)
     data = load_data(config)

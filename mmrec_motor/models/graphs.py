@@ -127,6 +127,9 @@ def cached_graph(cache_dir: Optional[str], name_parts: Sequence, build, device) 
     graph = build()
     if writable_dir(cache_dir) is not None:     # a damaged graph in a read-only folder: not saved
         return graph.to(device)
+    from mmrec_motor.trainer import _remove_stale_temporaries      # temporaries of killed runs
+
+    _remove_stale_temporaries(path)
     tmp = path + f".tmp{os.getpid()}"
     torch.save(graph.cpu(), tmp)
     os.replace(tmp, path)

@@ -276,8 +276,13 @@ class TokenCache:
         self._write(_META_KEY, str(FORMAT_VERSION).encode())
 
     def _check_format(self) -> None:
-        with self.env.begin() as txn:
-            fmt = txn.get(_META_KEY)
+        lmdb = self._lmdb
+        try:
+            with self.env.begin() as txn:
+                fmt = txn.get(_META_KEY)
+        except (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError) as e:
+            self._recover(e)
+            return
         if fmt is None or fmt != str(FORMAT_VERSION).encode():
             if fmt is not None:
                 warnings.warn(f"token cache {self.path!r} has format {fmt!r}, expected "
