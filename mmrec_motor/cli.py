@@ -20,6 +20,7 @@ Every ``--key=value`` overrides that config key, the value parsed as YAML (``--e
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 from typing import List, Optional, Tuple
@@ -171,7 +172,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return COMMANDS[argv[0]](argv[1:])
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+            print(f"error: cannot read or write a file: {exc}", file=sys.stderr)
+            return 2
         if not isinstance(exc, user_errors()):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+# The machine, not the code: a full disk or quota, a read-only file system, no permission, an I/O
+# error. Such an OSError exits 2 with its message (which names the file), not a traceback.
+_ENVIRONMENT_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO")
+                       if hasattr(errno, name)}

@@ -118,7 +118,11 @@ def load_data(config: Config) -> RecData:
     """The dataset of ``config`` (generating ``toy`` on first use), with ``cold_item_ratio`` > 0 its
     held-out items moved to test (:mod:`mmrec_motor.data.cold`)."""
     if config["dataset"] == "toy":
-        ensure_toy(config["data_path"])
+        try:
+            ensure_toy(config["data_path"])
+        except OSError as exc:          # a read-only data_path without toy in it
+            raise ConfigError(f"cannot generate the toy dataset in {os.path.abspath(config['data_path'])}: "
+                              f"{exc.strerror or exc}; pass --data_path=<a writable folder>") from exc
     elif config["dataset"] not in available_datasets() and not config.dataset_dir.is_dir():
         raise ConfigError(f"unknown dataset {config['dataset']!r}: no configs/dataset/"
                           f"{config['dataset']}.yaml and no folder {config.dataset_dir.resolve()}; "

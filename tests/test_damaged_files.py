@@ -422,3 +422,30 @@ def test_outputs_in_missing_folders_are_created_and_stale_temporaries_removed(tm
     assert json.loads(result.read_text())["model"] == "BPR" and top.read_text().startswith("userID\t")
     assert not stale.exists()
     assert sorted(p.name for p in result.parent.iterdir()) == ["r.json"]
+
+
+def test_toy_in_a_read_only_data_path_is_a_named_error(tmp_path, run_dirs, capsys, read_only):
+    """Before: a PermissionError traceback from data/toy.py."""
+    frozen = read_only(tmp_path / "frozen")
+    values = {**run_dirs, "data_path": frozen, "epochs": 1}
+    assert main(["run", "-m", "BPR", "-d", "toy"] + [f"--{k}={v}" for k, v in values.items()]) == 2
+    assert re.search(rf"error: cannot generate the toy dataset in {re.escape(str(frozen))}: .*; pass "
+                     r"--data_path=<a writable folder>", last_error(capsys))
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_file(tmp_path, toy_data, run_dirs, capsys, monkeypatch):
+    """Before: an OSError traceback with no file name (torch.save's write does not give one)."""
+    import errno
+
+    from mmrec_motor import trainer
+
+    def full(obj, handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trainer.torch, "save", full)
+    values = {**run_dirs, "data_path": toy_data, "epochs": 1}
+    assert main(["run", "-m", "BPR", "-d", "toy"] + [f"--{k}={v}" for k, v in values.items()]) == 2
+    err = last_error(capsys)
+    assert re.search(r"error: cannot read or write a file: \[Errno 28\] No space left on device: '.*saved/"
+                     r"BPR-toy-id-\w+\.pth'", err), err
+    assert not list(Path(run_dirs["checkpoint_dir"]).glob("*.tmp*"))
