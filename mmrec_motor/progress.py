@@ -157,15 +157,16 @@ class GridProgress:
                          + (f" ({eta})" if eta else ""), extra=ALWAYS)
 
     def finish(self, run: Mapping[str, Any]) -> None:
-        """After a combination: its best epoch and the full metric table of that epoch."""
+        """After a combination: its best epoch and the full metric table of that epoch (with the
+        held-out items' ``cold test`` columns under the cold-start protocol)."""
         seconds = time.perf_counter() - self._started
         self.done.append(seconds)
         run_epochs = run.get("epochs_run")
         stopped = " (stopped early)" if run.get("stopped_early") else ""
         self.logger.info(f"best epoch {run.get('best_epoch')} of {run_epochs}{stopped}, "
                          f"{duration(seconds)}; metrics at the best epoch:\n"
-                         + metric_table({"valid": run.get("valid") or {}, "test": run.get("test") or {}}),
-                         extra=ALWAYS)
+                         + metric_table({"valid": run.get("valid") or {}, "test": run.get("test") or {},
+                                         "cold test": run.get("cold_test") or {}}), extra=ALWAYS)
 
     def summary(self, runs: Sequence[Mapping[str, Any]], chosen: int) -> None:
         """The grid's table (one row per combination, ``*`` = chosen on validation) and the chosen
