@@ -102,7 +102,7 @@ def _atomic_save(obj: Any, path: str) -> None:
     except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
             exc.filename = path           # "No space left on device" says which file
         raise
 
