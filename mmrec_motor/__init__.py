@@ -7,7 +7,10 @@ Layers (each a package or module with one job; docs/architecture.md is the code 
     evaluation    full-sort top-K evaluation with MMRec's metric definitions
     trainer       the training loop, early stopping, checkpoints
     quick_start   grid search over hyper-parameters, result files; load_run
-    fileio, logs  atomic file writes and the top-K format; the run log
+    preflight     before training: the outputs can be written
+    threads       the thread count of a run on a shared machine
+    fileio        atomic file writes, checkpoint checksums and the top-K format
+    logs, progress  the run log (what stdout shows); the lines a person reads
     experiments/  bench and the analyses: run plans, the run store, one runner, reports
     motor/        MOTOR itself; imports nothing from the layers above
 """

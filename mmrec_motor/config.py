@@ -14,6 +14,8 @@ Precedence (later wins), the one place it is written down:
 ``hyper_parameters`` lists are concatenated across the yaml files (as MMRec does), ``seed`` is always
 first, and a key given on the command line replaces the yaml value entirely. A grid key may hold a
 scalar (``--reg_weight=0.001``): :func:`grid` treats it as a one-value list (MMRec crashes there).
+``grid: first`` (ours; toy's yaml sets it) runs each grid key but ``seed`` at its first value, except
+a list given on the command line (:attr:`Config.command_line_keys`).
 
 ``config[key]`` returns ``None`` for a key that no layer defines, as MMRec's ``Config`` does, so model
 code written for MMRec reads optional keys the same way.
@@ -21,6 +23,7 @@ code written for MMRec reads optional keys the same way.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import warnings
 from pathlib import Path
@@ -31,7 +34,7 @@ import yaml
 from mmrec_motor.keys import ConfigError, check_override, validate
 
 __all__ = ["Config", "ConfigError", "CONFIG_ROOT", "available_datasets", "available_models", "grid",
-           "load_yaml", "package_data_dir", "parse_overrides", "parse_value"]
+           "grid_note", "load_yaml", "package_data_dir", "parse_overrides", "parse_value"]
 
 
 def package_data_dir(folder: str, marker: str, what: str) -> Path:
@@ -87,6 +90,11 @@ def load_yaml(path: Path) -> Dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.load(handle, Loader=_LOADER)
+    except OSError as exc:        # a directory, a dangling link, no permission
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc}); expected a yaml file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected a yaml "
+                          f"file") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -143,6 +151,7 @@ class Config(Mapping[str, Any]):
 
     def __init__(self, model: str, dataset: str, overrides: Optional[Mapping[str, Any]] = None):
         overrides = dict(overrides or {})
+        self.command_line_keys = frozenset(overrides)      # grid: first keeps these grids whole
         if model not in available_models():
             raise ConfigError(f"unknown model {model!r}; available: {', '.join(available_models())}")
         self.files: List[Path] = []
@@ -151,7 +160,7 @@ class Config(Mapping[str, Any]):
         layers = [CONFIG_ROOT / "overall.yaml", CONFIG_ROOT / "model" / "MOTOR.yaml",
                   CONFIG_ROOT / "dataset" / f"{dataset}.yaml", CONFIG_ROOT / "model" / f"{model}.yaml"]
         for path in layers:
-            if not path.is_file():
+            if not os.path.lexists(path):        # a dataset without a yaml; anything else is read
                 continue
             layer = load_yaml(path)
             grid_keys += list(layer.pop("hyper_parameters", None) or [])
@@ -207,7 +216,7 @@ class Config(Mapping[str, Any]):
         """The Config of a run's resolved ``values`` (:meth:`to_dict`, as a checkpoint or a result file
         stores it), checked again; its ``device`` is resolved anew on this machine."""
         config = cls.__new__(cls)
-        config.files, config._values = [], dict(values)
+        config.files, config._values, config.command_line_keys = [], dict(values), frozenset()
         config.yaml_keys, config._yaml_grid_keys = set(values), set()
         config._validate()
         config._values["device"] = config._resolve_device()
@@ -233,11 +242,36 @@ def grid(config: Config) -> List[Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
     """Every combination of the grid keys, seed first, in MMRec's order (itertools.product).
 
     Returns a list of ``(names, values)``; a key that is a scalar counts as a one-value list and a key
-    that is missing counts as ``[None]`` (as MMRec).
+    that is missing counts as ``[None]`` (as MMRec). With ``grid: first`` (``configs/dataset/toy.yaml``
+    sets it, so that the main job takes seconds) every grid key but ``seed`` keeps only its first
+    value, except a list given on the command line, which is searched whole; ``--grid=full`` restores
+    the whole grid.
     """
     names = tuple(config.grid_keys())
     options = []
+    first_only = _first_only(config)
     for name in names:
         value = config[name]
-        options.append(value if isinstance(value, list) else [value])
+        values = value if isinstance(value, list) else [value]
+        if first_only and name != "seed" and name not in config.command_line_keys:
+            values = values[:1]
+        options.append(values)
     return [(names, combo) for combo in itertools.product(*options)]
+
+
+def _first_only(config: Config) -> bool:
+    return str(config["grid"] or "full").lower() == "first"
+
+
+def grid_note(config: Config, runs: int) -> str:
+    """One line saying that ``grid: first`` left combinations out (empty when it left none out)."""
+    if not _first_only(config):
+        return ""
+    full = 1
+    for name in config.grid_keys():
+        value = config[name]
+        full *= len(value) if isinstance(value, list) else 1
+    if full == runs:
+        return ""
+    return (f"grid: first (each grid key but seed at its first value): {runs} of {full} combinations; "
+            f"--grid=full runs them all")

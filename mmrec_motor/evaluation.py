@@ -3,7 +3,8 @@
 For every user of the split: score all items with ``model.full_sort_predict([users])``, set the
 user's *training* items to -1e10 (validation items are not masked at test time, as in MMRec), and take
 the top ``max(topk)`` items. With ``hits[u, j]`` = "the j-th ranked item is in u's split items" and
-``n_u`` = the number of u's items in the split, per user and then averaged over users:
+``n_u`` = the number of u's rows in the split (a repeated (user, item) row counts twice, as in MMRec,
+whose EvalDataLoader counts rows; the item is still one hit), per user and then averaged over users:
 
     Recall@K    = sum_{j<=K} hits_j / n_u                       (not min(n_u, K))
     Precision@K = sum_{j<=K} hits_j / K
@@ -106,7 +107,8 @@ class TopKEvaluator:
                     if free >= row_bytes else "not even one user's row fits: free memory or use another "
                                               "device (use_gpu / gpu_id)")
         self.relevant = PairSet(split.users, split.items, data.n_items)
-        self.pos_len = np.bincount(self.relevant.keys // data.n_items, minlength=data.n_users)[self.users]
+        # rows, as MMRec's EvalDataLoader: a repeated (user, item) row counts twice (data/checks.py)
+        self.pos_len = np.bincount(np.asarray(split.users, np.int64), minlength=data.n_users)[self.users]
         train = data.train_matrix()
         self.batches = []
         for start in range(0, len(self.users), batch_size):

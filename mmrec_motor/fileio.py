@@ -4,7 +4,16 @@ Every write goes to ``<path>.tmp<pid>`` beside the target and is renamed over it
 (atomic on POSIX): a kill or an error at any moment leaves either the previous file or the new one,
 never a partial file, and a failed write removes its temporary. Two processes writing the same file
 use different temporaries (their pids), so each rename installs a whole file. A temporary left by a
-killed process is removed by :func:`remove_stale_temporaries` once its pid no longer runs.
+killed process is removed by :func:`remove_stale_temporaries` once its pid no longer runs (each write
+does that for its own path first). An ``OSError`` of a write that names no file (a full disk during
+``torch.save``) gets the target's path, so that the message says which file.
+
+Checkpoints (:func:`save_torch` of a dict) carry ``checksum: 'sha256:<hex>'``, a digest of their own
+contents (:func:`digest`: every tensor's and array's dtype, shape and raw bytes, every other value's
+``repr``, in a fixed order), which :func:`checksum_problem` recomputes after loading: ``torch.load``
+reads a checkpoint whose tensor bytes were damaged (a bad disk, a partial copy) without complaint, and
+the run would resume and fail epochs later with a NaN loss, pointing away from the file. Checkpoints
+written before the checksum existed have none and load as they are.
 
 :func:`write_all` stages several files and renames them only when every one was written, so a
 failure leaves none of them (``result_file`` and ``topk_file`` are written that way).
@@ -14,10 +23,14 @@ user ID and its K ranked item IDs, tab-separated integers.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import os
-from typing import Any, BinaryIO, Callable, List, Sequence, Tuple
+import pickle
+import sys
+from typing import Any, BinaryIO, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,18 +48,27 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
+def _name_the_file(exc: BaseException, path: str) -> None:
+    """An OSError with an errno but no file name ("No space left on device") names ``path``."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+        exc.filename = path
+
+
 def stage(path: str, write: Writer, fsync: bool = False) -> str:
     """Write the temporary of ``path`` with ``write(handle)`` (binary handle); returns its path. A
-    failure removes it. ``fsync`` flushes it to disk before returning."""
+    failure removes it. ``fsync`` flushes it to disk before returning. Stale temporaries of ``path``
+    are removed first."""
     tmp = temporary_path(path)
+    remove_stale_temporaries(path)
     try:
         with open(tmp, "wb") as handle:
             write(handle)
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        _name_the_file(exc, path)
         raise
     return tmp
 
@@ -56,8 +78,9 @@ def write_atomic(path: str, write: Writer, fsync: bool = False) -> None:
     tmp = stage(path, write, fsync)
     try:
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        _name_the_file(exc, path)
         raise
 
 
@@ -101,10 +124,84 @@ def write_json(path: str, payload: Any, trailing_newline: bool = True) -> None:
 
 
 def save_torch(obj: Any, path: str) -> None:
-    """``torch.save`` of ``obj``, flushed to disk before the rename (checkpoints, graph caches)."""
+    """``torch.save`` of ``obj``, flushed to disk before the rename (checkpoints, graph caches); a dict
+    gets its checksum (module docstring)."""
     import torch
 
+    obj = with_checksum(obj)
     write_atomic(path, lambda handle: torch.save(obj, handle), fsync=True)
+
+
+# ------------------------------------------------------------------------------- checksums
+
+CHECKSUM = "checksum"
+
+
+def _feed(h: Any, obj: Any) -> None:
+    torch = sys.modules.get("torch")           # not loaded: nothing here can be a tensor
+    if torch is not None and isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        if t.is_sparse:
+            h.update(f"sparse{tuple(t.shape)}".encode())
+            _feed(h, t._indices())
+            _feed(h, t._values())
+            return
+        t = t.cpu().contiguous()
+        h.update(f"tensor|{t.dtype}|{tuple(t.shape)}|".encode())
+        try:
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        except (RuntimeError, TypeError):
+            h.update(t.numpy().tobytes())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"array|{obj.dtype.str}|{obj.shape}|".encode())
+        h.update(np.ascontiguousarray(obj).tobytes() if obj.dtype != object else pickle.dumps(obj.tolist()))
+    elif isinstance(obj, dict):
+        h.update(f"dict|{len(obj)}|".encode())
+        for key in sorted(obj, key=repr):
+            h.update(repr(key).encode() + b"=")
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}|{len(obj)}|".encode())
+        for item in obj:
+            _feed(h, item)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(f"dataclass|{type(obj).__qualname__}|".encode())
+        for f in dataclasses.fields(obj):
+            h.update(f.name.encode() + b"=")
+            _feed(h, getattr(obj, f.name))
+    elif isinstance(obj, np.generic):
+        h.update(f"scalar|{obj.dtype.str}|{obj.item()!r}".encode())
+    elif obj is None or isinstance(obj, (str, bytes, int, float, bool, complex)):
+        h.update(f"{type(obj).__name__}|{obj!r}".encode())
+    else:                                       # anything else: its pickle (deterministic for plain data)
+        h.update(f"pickle|{type(obj).__qualname__}|".encode() + pickle.dumps(obj, protocol=4))
+
+
+def digest(state: Any) -> str:
+    """``sha256:<hex>`` of ``state``'s contents (the ``checksum`` key of a dict left out)."""
+    h = hashlib.sha256()
+    if isinstance(state, dict):
+        state = {k: v for k, v in state.items() if k != CHECKSUM}
+    _feed(h, state)
+    return "sha256:" + h.hexdigest()
+
+
+def with_checksum(state: Any) -> Any:
+    """``state`` with its checksum under ``checksum`` (a dict; anything else is returned as it is)."""
+    if not isinstance(state, dict):
+        return state
+    return {**{k: v for k, v in state.items() if k != CHECKSUM}, CHECKSUM: digest(state)}
+
+
+def checksum_problem(state: Any) -> Optional[str]:
+    """Why a loaded checkpoint cannot be trusted, or None (verified, or written without a checksum)."""
+    if not isinstance(state, dict) or CHECKSUM not in state:
+        return None
+    stored, actual = state[CHECKSUM], digest(state)
+    if stored != actual:
+        return (f"its contents do not match the checksum written with it (stored {str(stored)[:19]}..., "
+                f"computed {actual[:19]}...): the file is damaged")
+    return None
 
 
 def remove_stale_temporaries(path: str) -> None:

@@ -120,6 +120,12 @@ KEYS: Dict[str, Key] = {
     "checkpoint_every": Key(lambda v: v in (None, False) or (_int(v) and v >= 0),
                             "config key 'checkpoint_every' must be an integer >= 0 (0: no per-epoch "
                             "checkpoints), got {value!r}", volatile=True),
+    "verbose": Key(lambda v: v is None or isinstance(v, bool),
+                   "config key 'verbose' is {value!r}; expected null (short lines, the default), True (every "
+                   "metric of every epoch) or False (nothing on stdout)", nullable=True),
+    "grid": Key(lambda v: v is None or str(v).lower() in ("full", "first"),
+                "config key 'grid' is {value!r}; expected 'full' (every combination) or 'first' (each grid "
+                "key but seed at its first value)", nullable=True, volatile=True),
     "num_threads": Key(lambda v: v is None or (_int(v) and v >= 1),
                        "config key 'num_threads' must be null or a positive integer, got {value!r}",
                        nullable=True, volatile=True),

@@ -15,18 +15,22 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 import numpy as np
 import torch
 
-from mmrec_motor.config import Config, ConfigError, grid
+from mmrec_motor.config import Config, grid, grid_note
 from mmrec_motor.data.dataset import RecData, Split
 from mmrec_motor.data.features import load_named, modality_list
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
-from mmrec_motor.fileio import json_writer, topk_writer, write_all
+from mmrec_motor.fileio import checksum_problem, json_writer, topk_writer, write_all
 from mmrec_motor.keys import run_identity
 from mmrec_motor.logs import get_logger
+from mmrec_motor.logs import ALWAYS
 from mmrec_motor.models import get_model
 from mmrec_motor.motor.adapters import item_id_param_count
 from mmrec_motor.motor.hook import modality_file_key, motor_setting, motorize, optimizer_param_groups
+from mmrec_motor.preflight import check_writable_outputs
+from mmrec_motor.progress import GridProgress, result_paths_line
+from mmrec_motor.threads import apply_threads
 from mmrec_motor.trainer import FitResult, Trainer, TrainingError, init_seed, make_optimizer
 
 
@@ -34,24 +38,6 @@ def count_parameters(model: torch.nn.Module) -> Dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable}
-
-
-def check_output_paths(config: Config) -> None:
-    """Fail before any training when ``result_file`` / ``topk_file`` could not be written at the end:
-    the nearest existing folder above each must be a writable directory."""
-    for key in ("result_file", "topk_file"):
-        if not config[key]:
-            continue
-        path = os.path.abspath(config[key])
-        if os.path.isdir(path):
-            raise ConfigError(f"config key {key!r} is {config[key]!r}, which is a directory; expected a "
-                              f"file path")
-        parent = os.path.dirname(path)
-        while not os.path.exists(parent):
-            parent = os.path.dirname(parent)
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"config key {key!r} is {config[key]!r}, but {parent} is not a writable "
-                              f"directory; choose another path")
 
 
 def build_model(config: Mapping[str, Any], data: RecData):
@@ -113,7 +99,8 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
     logger.info(str(model))
     logger.info(f"Parameters: total {params['total']}, trainable {params['trainable']}, item "
                 f"representation ({item['kind']}) {item['params']}"
-                + (f" (the ID table it replaced had {item['id_table_params']})" if config["motor"] else ""))
+                + (f" (the ID table it replaced had {item['id_table_params']})" if config["motor"] else ""),
+                extra=ALWAYS)
     sampler = sampler_of(config, data)
     identity = run_identity(config)
     checkpoint = checkpoint_path(config, identity)
@@ -148,12 +135,11 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
 
 def quick_start(config: Config) -> Dict[str, Any]:
     """Run every combination of the grid; returns the result dict that ``result_file`` receives."""
-    if config["num_threads"]:
-        torch.set_num_threads(int(config["num_threads"]))
-    check_output_paths(config)
+    check_writable_outputs(config)
     logger = get_logger(config)
+    logger.info(apply_threads(config["num_threads"]), extra=ALWAYS)
     data = load_data(config)
-    logger.info(str(data))
+    logger.info(str(data), extra=ALWAYS)
     device = config["device"]
     valid, test = evaluator(config, data, data.valid), evaluator(config, data, data.test)
     cold = None if data.cold_test is None else evaluator(config, data, data.cold_test)
@@ -162,7 +148,12 @@ def quick_start(config: Config) -> Dict[str, Any]:
     chosen: Optional[int] = None
     chosen_topk: Optional[np.ndarray] = None
     combinations = grid(config)
-    for names, values in combinations:
+    reduced = grid_note(config, len(combinations))
+    if reduced:
+        logger.info(reduced, extra=ALWAYS)
+    progress = GridProgress(logger, len(combinations), valid_metric)
+    for index, (names, values) in enumerate(combinations):
+        progress.start(index, dict(zip(names, values)))
         try:
             run = run_combination(config, data, logger, names, values, valid, test, cold)
         except TrainingError as exc:
@@ -172,6 +163,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
             raise
         model = run.pop("_model")
         runs.append(run)
+        progress.finish(run)
         score = run["valid"].get(valid_metric, -np.inf)
         if chosen is None or score > runs[chosen]["valid"].get(valid_metric, -np.inf):
             chosen = len(runs) - 1
@@ -186,6 +178,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
         logger.info(f"Parameters: {list(run['parameters'])}={tuple(run['parameters'].values())},\n"
                     f" best valid: {format_metrics(run['valid'])},\n best test: {format_metrics(run['test'])}")
     best = runs[chosen]
+    progress.summary(runs, chosen)
     logger.info("\n█████████████ BEST (chosen on validation) ████████████████")
     logger.info(f"\tParameters: {list(best['parameters'])}={tuple(best['parameters'].values())},\n"
                 f"Valid: {format_metrics(best['valid'])},\nTest: {format_metrics(best['test'])}\n")
@@ -218,6 +211,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
     if config["result_file"]:
         outputs.append((config["result_file"], json_writer(result, trailing_newline=False)))
     write_all(outputs)      # only now, after every combination: a failed run leaves no output
+    logger.info(result_paths_line(config, logger), extra=ALWAYS)
     return result
 
 
@@ -238,13 +232,15 @@ def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None) -> Loa
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{checkpoint} is not a best-model checkpoint")
+    problem = checksum_problem(state)
+    if problem:
+        raise ValueError(f"{checkpoint}: {problem}")
     values = state.get("config") or config
     if values is None:
         raise ValueError(f"{checkpoint} stores no config (written before checkpoints held one); pass the "
                          f"run's config (its result file's 'config')")
     run_config = Config.from_dict(values)
-    if run_config["num_threads"]:
-        torch.set_num_threads(int(run_config["num_threads"]))
+    apply_threads(run_config["num_threads"])
     data = load_data(run_config)
     init_seed(run_config["seed"])
     model, _ = build_model(run_config, data)

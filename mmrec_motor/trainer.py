@@ -14,7 +14,9 @@ stops. The test metrics reported are those of the best-valid epoch.
 Differences from MMRec, on purpose: a NaN loss raises :class:`TrainingError` naming the epoch and
 batch (MMRec logs it and returns silently); the best model is kept and restored at the end and saved
 to ``checkpoint_dir`` together with the run's resolved config (:func:`mmrec_motor.quick_start.load_run`
-rebuilds the run from it); with ``resume`` a run continues from its last per-epoch checkpoint.
+rebuilds the run from it); with ``resume`` a run continues from its last per-epoch checkpoint, whose
+checksum (:mod:`mmrec_motor.fileio`) is verified first. Each epoch logs one short line (``BRIEF``:
+loss, valid score, times) beside MMRec's detail (:mod:`mmrec_motor.logs`).
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ import torch
 
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
-from mmrec_motor.fileio import remove_stale_temporaries, save_torch
+from mmrec_motor.fileio import checksum_problem, remove_stale_temporaries, save_torch
 from mmrec_motor.keys import OPTIMIZERS
+from mmrec_motor.logs import ALWAYS, BRIEF
+from mmrec_motor.progress import epoch_line
 
 
 class TrainingError(RuntimeError):
@@ -121,7 +125,12 @@ class Trainer:
         result = progress.result
         for epoch in range(progress.start, self.config["epochs"]):
             self.train_epoch(sampler, epoch, result)
-            stop = (epoch + 1) % self.config["eval_step"] == 0 and self.evaluate(epoch, valid, test, progress)
+            if (epoch + 1) % self.config["eval_step"] == 0:
+                stop = self.evaluate(epoch, valid, test, progress)
+            else:
+                stop = False
+                line = epoch_line(epoch, result.losses[-1], result.train_seconds[-1], self.valid_metric)
+                self.logger.info(line, extra=BRIEF)
             self.checkpoint(epoch, progress, sampler, stop)
             if stop:
                 result.stopped_early = True
@@ -136,7 +145,8 @@ class Trainer:
         and every random generator restored), or a fresh one when there is none for this run."""
         last = self.last_path
         if not (last and os.path.isfile(last)):
-            self.logger.info(f"resume: no checkpoint {last} for this run's settings; starting at epoch 0")
+            self.logger.info(f"resume: no checkpoint {last} for this run's settings; starting at epoch 0",
+                             extra=ALWAYS)
             return Progress()
         state = self._load_last(last)
         if state is None:
@@ -146,7 +156,7 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as exc:
             raise TrainingError(f"cannot resume from {last}: it does not fit this model ({exc}); delete it "
                                 f"to start this run over, or run without --resume") from exc
-        self.logger.info(f"resumed from {last} after epoch {state['epoch']}")
+        self.logger.info(f"resumed from {last} after epoch {state['epoch']}", extra=ALWAYS)
         return Progress(state["result"], state["best_state"], state["cur_step"], state["epoch"] + 1)
 
     def train_epoch(self, sampler: BPRSampler, epoch: int, result: FitResult) -> None:
@@ -167,7 +177,8 @@ class Trainer:
 
     def evaluate(self, epoch: int, valid: TopKEvaluator, test: TopKEvaluator, progress: Progress) -> bool:
         """Valid and test evaluation; a better valid score keeps the model (and saves the best
-        checkpoint). True when early stopping ends the run here."""
+        checkpoint). True when early stopping ends the run here. The epoch's short line (training and
+        valid score) is logged here."""
         result, log = progress.result, self.logger
         began = time.perf_counter()
         valid_result = valid.evaluate(self.model)
@@ -177,6 +188,8 @@ class Trainer:
         log.info(f"epoch {epoch} evaluating [time: {result.eval_seconds[-1]:.2f}s, valid_score: {score:f}]")
         log.info("valid result: \n" + format_metrics(valid_result))
         log.info("test result: \n" + format_metrics(test_result))
+        log.info(epoch_line(epoch, result.losses[-1], result.train_seconds[-1], self.valid_metric, score,
+                            result.eval_seconds[-1], score > result.best_valid_score), extra=BRIEF)
         if score > result.best_valid_score:
             progress.cur_step = 0
             result.best_valid_score, result.best_epoch = score, epoch
@@ -224,7 +237,8 @@ class Trainer:
         result.eval_seconds.append(time.perf_counter() - began)
         result.best_test = test.evaluate(self.model)
         result.best_valid_score, result.best_epoch = result.best_valid[self.valid_metric], 0
-        self.logger.info(f"not trained (req_training: False); valid_score: {result.best_valid_score:f}")
+        self.logger.info(f"not trained (req_training: False); valid_score: {result.best_valid_score:f}",
+                         extra=ALWAYS)
         self._save_best(self.model.state_dict(), 0, result.best_valid, result.best_test)
         return result
 
@@ -268,6 +282,10 @@ class Trainer:
         if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "result"} <= set(state):
             raise TrainingError(f"cannot resume from {last_path}: not a training-state checkpoint; "
                                 f"delete it to start this run over, or run without --resume")
+        problem = checksum_problem(state)
+        if problem:
+            raise TrainingError(f"cannot resume from {last_path}: {problem}; delete it to start this run "
+                                f"over, or run without --resume")
         if self.identity is not None and state.get("identity") not in (None, self.identity):
             warnings.warn(f"{last_path} was written by a run with other settings (identity "
                           f"{state.get('identity')!r}, this run {self.identity!r}): not resumed, "

@@ -11,7 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+# One torch thread, also in the runs the tests start as subprocesses: without num_threads a run keeps
+# an OMP_NUM_THREADS from the environment (mmrec_motor/threads.py), so tests never depend on the load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402  (after OMP_NUM_THREADS)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -24,12 +24,12 @@ def test_precedence_overall_dataset_model_cli():
 
 
 def test_grid_seed_first_and_scalar_override_of_grid_key():
-    config = Config("FREEDOM", "toy", {"seed": [1, 2]})
+    config = Config("FREEDOM", "toy", {"seed": [1, 2], "grid": "full"})   # toy.yaml: grid: first
     assert config["hyper_parameters"] == ["seed", "dropout", "reg_weight"]
     combos = grid(config)
     assert len(combos) == 2 * 2 * 4
     assert combos[0] == (("seed", "dropout", "reg_weight"), (1, 0.8, 0.0))
-    config = Config("FREEDOM", "toy", {"reg_weight": 0.001, "seed": 5})   # scalars: MMRec crashes here
+    config = Config("FREEDOM", "toy", {"reg_weight": 0.001, "seed": 5, "grid": "full"})  # scalars: MMRec crashes
     assert [values for _, values in grid(config)] == [(5, 0.8, 0.001), (5, 0.9, 0.001)]
 
 

@@ -31,12 +31,22 @@ def test_load_run_rebuilds_config_data_and_model(tmp_path, run_dirs, motor):
 def test_a_checkpoint_without_config_needs_the_runs_config(tmp_path, run_dirs):
     result, path = finished_run(tmp_path, run_dirs)
     state = torch.load(path, weights_only=False)
-    del state["config"]                                         # as written before checkpoints held it
+    del state["config"], state["checksum"]                      # as written before checkpoints held them
     torch.save(state, path)
     with pytest.raises(ValueError, match="stores no config"):
         load_run(path)
     run = load_run(path, result["config"])
     assert evaluator(run.config, run.data, run.data.test).evaluate(run.model) == result["best"]["test"]
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path, run_dirs):
+    _, path = finished_run(tmp_path, run_dirs)
+    state = torch.load(path, weights_only=False)
+    weights = next(iter(state["model"].values()))
+    weights.view(-1)[0] += 1.0                                   # damaged bytes, checksum kept
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="do not match the checksum written with it"):
+        load_run(path)
 
 
 def test_config_from_dict_round_trips_and_checks(tmp_path):

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mmrec_motor.data.checks import check_id_space, path_problem, report_duplicates
+
 
 class DataError(ValueError):
     """Bad input data; the message names the file and what was expected."""
@@ -114,6 +116,10 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
                         f"{config['data_path']!r}, dataset={config['dataset']!r}); pass "
                         f"--data_path=<folder that contains {config['dataset']}/>")
     path = os.path.join(folder, config["inter_file_name"])
+    problem = path_problem(path)
+    if problem:
+        raise DataError(f"interaction file {os.path.abspath(path)} {problem}; expected a tab-separated "
+                        f".inter file")
     if not os.path.isfile(path):
         present = sorted(f for f in os.listdir(folder) if f.endswith(".inter"))
         raise DataError(f"interaction file not found: {os.path.abspath(path)}; .inter files in that "
@@ -158,6 +164,10 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
         raise DataError(f"{path}: column {label} has values {bad_labels}; expected only 0 (train), "
                         f"1 (valid) and 2 (test)")
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    column, ids, rows, other = (uid, users, n_users, n_items) if n_users >= n_items else \
+        (iid, items, n_items, n_users)
+    check_id_space(path, column, ids, rows, config.get("embedding_size"), other, config.get("device"),
+                   DataError)      # before anything of n_users or n_items rows is allocated
     splits = {}
     train_users = np.unique(users[labels == 0])
     for code, name in REQUIRED_SPLITS.items():
@@ -168,4 +178,5 @@ def load_dataset(config: Mapping[str, Any]) -> RecData:
         if not keep.any():
             raise DataError(f"{path}: the {name} split (x_label={code}) is empty"
                             + (" after dropping cold-start users" if code > 0 else ""))
+    report_duplicates(path, label, splits, n_items)
     return RecData(str(config["dataset"]), path, n_users, n_items, **splits)

@@ -5,7 +5,10 @@ MOTOR modality ``x``) is a ``.npy`` array in the dataset folder whose row i is i
 [n_items, D] after reading. A key that is empty, or names a file that is absent, means "no features
 of that kind" (MMRec's behaviour); a file that exists must be a finite 2-D real numeric array with
 ``n_items`` rows, else :class:`~mmrec_motor.data.dataset.DataError` names the file, the key, the shape
-or dtype found and what was expected.
+or dtype found and what was expected. A path that exists but is not a readable regular file (a
+directory, a dangling symbolic link, a FIFO, no read permission) is such an error too, never taken for
+an absent feature; :func:`check_feature_paths` checks every feature key that way when the data is
+loaded, before any model is built.
 """
 from __future__ import annotations
 
@@ -14,17 +17,31 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mmrec_motor.data.checks import path_problem
 from mmrec_motor.data.dataset import DataError, dataset_dir
 
 
 def feature_path(config: Mapping[str, Any], key: str) -> Optional[str]:
-    """The file ``config[key]`` names in the dataset folder, or None when the key is empty or the
-    file is absent."""
+    """The file ``config[key]`` names in the dataset folder, or None when the key is empty or nothing
+    is there; DataError when something is there that cannot be read as a file."""
     name = config[key]
     if not name:
         return None
-    path = os.path.join(dataset_dir(config), name)
+    path = os.path.join(dataset_dir(config), str(name))
+    problem = path_problem(path)
+    if problem:
+        raise DataError(f"{path} ({key}) {problem}; expected a .npy array of shape (n_items, dim), or no "
+                        f"file at all for no feature")
     return path if os.path.isfile(path) else None
+
+
+def check_feature_paths(config: Mapping[str, Any]) -> None:
+    """For a multimodal model or ``motor``: every ``*_feature_file`` key is checked by
+    :func:`feature_path` (a directory or a dangling link is an error naming it, not an absent feature)."""
+    if not (config.get("motor") or config.get("is_multimodal_model") is not False):
+        return
+    for key in sorted(k for k in config if str(k).endswith("_feature_file")):
+        feature_path(config, key)
 
 
 def _read(path: str, key: str, n_items: int) -> np.ndarray:

@@ -42,7 +42,7 @@ class BPRSampler:
         self.positives = PairSet(self.users, self.items, self.n_items)
         self.rng = np.random.default_rng(seed)
         if self.with_negatives:
-            counts = np.bincount(self.users)
+            counts = np.bincount(self.positives.keys // self.n_items)   # distinct items: rows may repeat
             if (counts[counts > 0] >= len(self.candidates)).any():
                 raise ValueError("a user has interacted with every training item: no negative exists")
 

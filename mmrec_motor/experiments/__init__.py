@@ -2,6 +2,7 @@
 
 Modules, in the order a command goes through them:
 
+* :mod:`.commands`     the command lines (parsers that load nothing heavy, so --help is instant)
 * :mod:`.plan`         the command line -> the runs (``RunSpec``) and the config each trains with
 * :mod:`.store`        the run folder: bench.json, one result JSON (or error file) per run, top-K files
 * :mod:`.runner`       the one runner: trains what has no result yet, progress and time left, failures

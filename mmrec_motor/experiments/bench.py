@@ -22,7 +22,7 @@ import numpy as np
 from mmrec_motor.config import Config
 from mmrec_motor.data.dataset import dataset_dir
 from mmrec_motor.data.loader import load_data
-from mmrec_motor.experiments.plan import (first_grid_values, parse_seeds, parse_variants, parser, plan,
+from mmrec_motor.experiments.plan import (first_grid_values, parse_seeds, parse_variants, plan,
                                           prepare_overrides, split_list)
 from mmrec_motor.experiments.report import write_reports
 from mmrec_motor.experiments.runner import finish, run_all
@@ -30,9 +30,8 @@ from mmrec_motor.experiments.store import VARIANTS, record_bench
 from mmrec_motor.quick_start import quick_start
 
 
-def bench_main(argv: List[str]) -> int:
-    cli = parser("bench", "ID vs MOTOR over models x datasets x seeds (resumable).")
-    args, rest = cli.parse_known_args(argv)
+def run(args: argparse.Namespace, rest: List[str], argv: List[str]) -> int:
+    """``mmrec-motor bench`` (its parser: :mod:`mmrec_motor.experiments.commands`)."""
     overrides = prepare_overrides(rest, "bench")
     models, datasets = split_list(args.models, "-m"), split_list(args.datasets, "-d")
     variants, seeds = parse_variants(args.variants), parse_seeds(args.seeds)
@@ -41,16 +40,6 @@ def bench_main(argv: List[str]) -> int:
     outcome = run_all(plan(models, datasets, variants, seeds), args.out, overrides, quick_start)
     paths = write_reports(args.out)
     return finish(outcome, [paths["csv"], paths["summary"]], prefix="reports:")
-
-
-def report_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mmrec-motor report",
-                                     description="Rebuild results.csv and summary.md of a bench folder.")
-    parser.add_argument("out", help="the bench folder (its runs/ holds the run JSONs)")
-    args = parser.parse_args(argv)
-    paths = write_reports(args.out)
-    print(f"wrote {paths['csv']} and {paths['summary']}")
-    return 0
 
 
 def run_one(model: str, dataset: str, variant: str, seed: int, overrides: Mapping[str, Any]) -> Dict[str, Any]:

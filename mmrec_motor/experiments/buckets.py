@@ -14,10 +14,10 @@ import numpy as np
 from mmrec_motor.config import ConfigError
 from mmrec_motor.data.dataset import PairSet, Split
 from mmrec_motor.evaluation import metric_curves
+from mmrec_motor.experiments.commands import DEFAULT_BUCKETS
 from mmrec_motor.experiments.plan import int_list
 
 K = 20                  # the cut-off of every table here
-DEFAULT_BUCKETS = 5     # quantile buckets when --buckets is not given
 
 
 def item_train_counts(train: Split, n_items: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from mmrec_motor.data.dataset import PairSet
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.buckets import (DEFAULT_BUCKETS, K, bucketed_metrics, item_train_counts,
                                              parse_edges, quantile_edges)
-from mmrec_motor.experiments.plan import id_motor_plan, parser, prepare_overrides, run_config
+from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides, run_config
 from mmrec_motor.experiments.report import write_reports
 from mmrec_motor.experiments.runner import finish, run_all
 from mmrec_motor.experiments.store import VARIANTS, RunSpec, load_result, saved_checkpoint, topk_path
@@ -179,14 +179,8 @@ def _plot(plots, path: str) -> bool:
     return save_png(path, len(plots), 2, 6.5, 3.6, draw)
 
 
-def main(argv: List[str]) -> int:
-    cli = parser("cold-items", "ID vs MOTOR test metrics by the items' training counts.")
-    cli.add_argument("--buckets", default=None,
-                     help="bucket edges on the item's training interactions, e.g. 0,5,10,20,50 "
-                          "([0,5), [5,10), ..., [50,inf)); default: quantile edges")
-    cli.add_argument("--n-buckets", type=int, default=DEFAULT_BUCKETS,
-                     help=f"number of quantile buckets without --buckets (default {DEFAULT_BUCKETS})")
-    args, rest = cli.parse_known_args(argv)
+def run(args: Any, rest: List[str], argv: List[str]) -> int:
+    """``mmrec-motor cold-items`` (its parser: :mod:`mmrec_motor.experiments.commands`)."""
     overrides = prepare_overrides(rest, "cold-items")
     edges = parse_edges(args.buckets) if args.buckets else None
     specs = id_motor_plan("cold-items", argv, args, overrides)

@@ -19,7 +19,7 @@ import numpy as np
 
 from mmrec_motor.config import ConfigError
 from mmrec_motor.experiments.buckets import K
-from mmrec_motor.experiments.plan import id_motor_plan, parser, prepare_overrides
+from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides
 from mmrec_motor.experiments.report import write_reports
 from mmrec_motor.experiments.runner import finish, run_all
 from mmrec_motor.experiments.store import (VARIANTS, RunSpec, load_result, result_path, run_seed,
@@ -158,11 +158,8 @@ def _plot(plots, path: str) -> bool:
     return save_png(path, 2, len(plots), 6.0, 3.8, draw)
 
 
-def main(argv: List[str]) -> int:
-    cli = parser("cold-start", "ID vs MOTOR on items held out of training.")
-    cli.add_argument("--ratio", type=float, default=0.1,
-                     help="cold_item_ratio: share of the interacted items held out (default 0.1)")
-    args, rest = cli.parse_known_args(argv)
+def run(args: Any, rest: List[str], argv: List[str]) -> int:
+    """``mmrec-motor cold-start`` (its parser: :mod:`mmrec_motor.experiments.commands`)."""
     overrides = prepare_overrides(rest, "cold-start", ("cold_item_ratio",))
     if not 0 < args.ratio < 1:
         raise ConfigError(f"--ratio must be in (0, 1), got {args.ratio}")

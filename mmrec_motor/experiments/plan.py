@@ -106,19 +106,6 @@ def check_data(models: Sequence[str], datasets: Sequence[str], seeds: Sequence[i
 
 # ------------------------------------------------------------------------------ command lines
 
-def parser(name: str, description: str, variants: bool = True) -> argparse.ArgumentParser:
-    """The parser of ``mmrec-motor <name>`` with the arguments bench and every analysis take (-m, -d,
-    --seeds, --variants unless ``variants`` is False, --out)."""
-    parser = argparse.ArgumentParser(prog=f"mmrec-motor {name}", allow_abbrev=False, description=description)
-    parser.add_argument("-m", "--models", required=True, help="comma-separated backbones")
-    parser.add_argument("-d", "--datasets", required=True, help="comma-separated datasets")
-    parser.add_argument("--seeds", default="999", help="comma-separated seeds (default 999)")
-    if variants:
-        parser.add_argument("--variants", default="id,motor", help="id, motor or id,motor (default)")
-    parser.add_argument("--out", required=True, help="the folder of the runs, logs and reports")
-    return parser
-
-
 def prepare_overrides(rest: List[str], name: str, own_keys: Sequence[str] = ()) -> Dict[str, Any]:
     """The ``--key=value`` overrides, refusing bench's own keys and those of the analysis ``name``."""
     overrides = parse_overrides(rest)

@@ -131,3 +131,10 @@ def write_reports(out: str) -> Dict[str, str]:
     write_text(paths["csv"], results_csv(results))
     write_text(paths["summary"], summary_md(results, out))
     return paths
+
+
+def run(args: Any, rest: List[str], argv: List[str]) -> int:
+    """``mmrec-motor report DIR`` (its parser: :mod:`mmrec_motor.experiments.commands`)."""
+    paths = write_reports(args.out)
+    print(f"wrote {paths['csv']} and {paths['summary']}")
+    return 0

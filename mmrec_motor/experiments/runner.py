@@ -22,24 +22,16 @@ import numpy as np
 
 from mmrec_motor.experiments.plan import run_config
 from mmrec_motor.experiments.store import RunSpec, load_result, write_error, write_result
+from mmrec_motor.progress import duration
 
 Train = Callable[[Any], Dict[str, Any]]
 Reuse = Callable[[RunSpec, Dict[str, Any], Callable[[str], None]], Optional[str]]
 
 
-def format_seconds(seconds: float) -> str:
-    """``3725`` -> ``1h02m05s``; ``65`` -> ``1m05s``; ``4.2`` -> ``4.2s``."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
 def progress_line(done: int, total: int, spec: RunSpec, status: str, durations: Sequence[float],
                   remaining: int) -> str:
     """``[3/8] FREEDOM-toy-id-999 ok (2.1s); ~10.5s left`` (time left = mean trained run x runs left)."""
-    left = f"~{format_seconds(float(np.mean(durations)) * remaining)} left" if durations else "time left: ?"
+    left = f"~{duration(float(np.mean(durations)) * remaining)} left" if durations else "time left: ?"
     return f"[{done}/{total}] {spec.name} {status}; {left if remaining else 'all done'}"
 
 
@@ -80,7 +72,7 @@ def run_all(specs: Sequence[RunSpec], out: str, overrides: Mapping[str, Any], tr
         else:
             ran.append(spec.name)
             durations.append(time.perf_counter() - start)
-            status = f"ok ({format_seconds(durations[-1])})"
+            status = f"ok ({duration(durations[-1])})"
         say(progress_line(done, total, spec, status, durations, remaining))
     return {"ran": ran, "skipped": skipped, "failed": failed}
 

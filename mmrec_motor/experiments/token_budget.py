@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from mmrec_motor.experiments.buckets import K
-from mmrec_motor.experiments.plan import int_list, parse_seeds, parser, prepare_overrides, record, split_list
+from mmrec_motor.experiments.plan import int_list, parse_seeds, prepare_overrides, record, split_list
 from mmrec_motor.experiments.runner import finish, run_all
 from mmrec_motor.experiments.store import RunSpec, load_result
 from mmrec_motor.experiments.tables import markdown_table, mean, report_head, save_png, stat, std, write_report
@@ -144,12 +144,8 @@ def _per_modality(values: Mapping[str, str]) -> str:
     return " / ".join(f"{m} {v}" for m, v in values.items())
 
 
-def main(argv: List[str]) -> int:
-    cli = parser("token-budget", "MOTOR over sub-spaces x nbits: item parameters vs accuracy.", variants=False)
-    cli.add_argument("--subspaces", default="2,4,8", help="motor_num_subspaces values (default 2,4,8)")
-    cli.add_argument("--nbits", default="4,6,8", help="motor_nbits values (default 4,6,8)")
-    cli.add_argument("--id-baseline", action="store_true", help="also run the ID variant (a reference row)")
-    args, rest = cli.parse_known_args(argv)
+def run(args: Any, rest: List[str], argv: List[str]) -> int:
+    """``mmrec-motor token-budget`` (its parser: :mod:`mmrec_motor.experiments.commands`)."""
     overrides = prepare_overrides(rest, "token-budget", ("motor_num_subspaces", "motor_nbits"))
     models, datasets = split_list(args.models, "-m"), split_list(args.datasets, "-d")
     subspaces, nbits = int_list(args.subspaces, "--subspaces", 1), int_list(args.nbits, "--nbits", 1)

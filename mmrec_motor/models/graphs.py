@@ -11,7 +11,8 @@ import scipy.sparse as sp
 import torch
 
 from mmrec_motor.data.dataset import dataset_dir
-from mmrec_motor.fileio import save_torch
+from mmrec_motor.fileio import remove_stale_temporaries, save_torch
+from mmrec_motor.motor.cache import usable_cache_dir, writable_dir
 from mmrec_motor.resources import ensure_fits, rows_that_fit
 
 
@@ -107,17 +108,28 @@ def cached_graph(cache_dir: Optional[str], name_parts: Sequence, build, device) 
 
     The file name joins every part (parameters, modalities, feature fingerprint), so a change in any
     of them is a different file. A file that cannot be read is rebuilt. ``cache_dir=None`` disables
-    the cache.
+    the cache. A folder that cannot be written (a read-only data folder) is replaced by the user cache
+    directory, with a warning (``motor.cache.usable_cache_dir``; a graph already in the read-only
+    folder is still read).
     """
     if not cache_dir:
         return build().to(device)
-    path = os.path.join(cache_dir, "_".join(str(p) for p in name_parts) + ".pt")
+    name = "_".join(str(p) for p in name_parts) + ".pt"
+    path = os.path.join(cache_dir, name)
+    if not os.path.isfile(path):
+        cache_dir = usable_cache_dir(cache_dir, "graph_cache", "graph cache")
+        if cache_dir is None:
+            return build().to(device)
+        path = os.path.join(cache_dir, name)
     if os.path.isfile(path):
         try:
             return torch.load(path, map_location=device)
         except Exception:  # a truncated or foreign file: rebuild it below
             pass
     graph = build()
+    if writable_dir(cache_dir) is not None:     # a damaged graph in a read-only folder: not saved
+        return graph.to(device)
+    remove_stale_temporaries(path)              # temporaries of killed runs (fileio)
     save_torch(graph.cpu(), path)
     return graph.to(device)
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .adapters import JointTableAdapter, get_adapter
-from .cache import TokenCache, cached_tokenize
+from .cache import TokenCache, cached_tokenize, open_token_cache
 from .content import CONTENT_MODES, centred_features
 from .item_embedding import MotorItemEmbedding
 from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
@@ -213,14 +213,17 @@ def load_modalities(config, n_items: Optional[int] = None,
 def open_cache(config) -> Tuple[Optional[TokenCache], Optional[str]]:
     """The TokenCache of ``motor_cache_dir`` (default ``<data_path>/<dataset>/motor_cache``).
 
-    ``motor_cache_dir: false`` disables the cache; an unwritable location warns and disables it.
+    ``motor_cache_dir: false`` disables the cache; an unwritable location (a read-only data folder)
+    moves it to the user cache directory with a warning (``cache.open_token_cache``), and when that
+    cannot be written either the cache is off, with a warning.
     """
     setting = config_get(config, "motor_cache_dir")
     if setting is False or (isinstance(setting, str) and setting.lower() in ("false", "off", "none")):
         return None, None
     path = str(setting) if setting else os.path.join(dataset_dir(config), "motor_cache")
     try:
-        return TokenCache(path), path
+        cache = open_token_cache(path)      # a read-only folder: the user cache directory, warned
+        return cache, cache.path
     except RuntimeError as e:
         warnings.warn(f"MOTOR: token cache disabled ({e})", stacklevel=3)
         return None, None
