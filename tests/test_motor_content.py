@@ -144,3 +144,30 @@ def test_fm_crossing_is_the_mean_plus_projected_pairwise_products():
         pairs = sum(T[:, j] * T[:, k] for j in range(6) for k in range(6) if j != k) / 30
         torch.testing.assert_close(net(), T.mean(dim=1) + net.pair_proj(pairs), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(net(torch.tensor([3, 7])), net()[[3, 7]])
+
+
+def test_fine_tokens_add_a_zero_initialised_cell_table():
+    from mmrec_motor.motor.fine import kmeans_cells
+    rng = np.random.default_rng(3)
+    # two opposite groups of twenty (after l2 normalisation): two cells, one per group
+    feats = np.repeat(np.array([[1.0] * 6, [-1.0] * 6]), 20, axis=0) + 0.01 * rng.standard_normal((40, 6))
+    two, _ = kmeans_cells(feats, 1, seed=0)
+    assert len(set(two[:20])) == len(set(two[20:])) == 1 and two[0] != two[20]
+    cells, K = kmeans_cells(feats, 2, seed=0)
+    assert K == 4 and cells.shape == (40,) and set(cells) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(kmeans_cells(feats, 2, seed=0)[0], cells)        # deterministic
+    with pytest.warns(UserWarning, match="using 16"):
+        assert kmeans_cells(feats, 10, seed=0)[1] == 16                          # <= n / 2 cells
+    toks = [rng.integers(0, 8, (40, 3))]
+    plain = TokenCrossNetwork(toks, [8], 8, variant="mean")
+    net = TokenCrossNetwork(toks, [8], 8, variant="mean", fine_tokens=[cells], fine_sizes=[K])
+    net.embedding.load_state_dict(plain.embedding.state_dict())
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in plain.parameters()) + 4 * 8
+    assert net.token_table_params() == 3 * 8 * 8 + 4 * 8
+    with torch.no_grad():
+        torch.testing.assert_close(net(), plain())                       # F = 0 at step 0
+        net.fine_tables[0].copy_(torch.arange(32, dtype=torch.float32).view(4, 8))
+        torch.testing.assert_close(net(), plain() + net.fine_tables[0][torch.from_numpy(cells)])
+        torch.testing.assert_close(net(torch.tensor([5, 17])), net()[[5, 17]])
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 4\)"):
+        TokenCrossNetwork(toks, [8], 8, variant="mean", fine_tokens=[cells + 1], fine_sizes=[K])

@@ -40,6 +40,7 @@ import torch
 from .adapters import JointTableAdapter, get_adapter
 from .cache import TokenCache, cached_tokenize, open_token_cache
 from .content import CONTENT_MODES, centred_features
+from .fine import kmeans_cells
 from .item_embedding import MotorItemEmbedding
 from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
 from .tokenizer import TokenizerParams
@@ -63,6 +64,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_weight_decay": None,
     "motor_content": "none",
     "motor_token_dropout": 0.0,
+    "motor_fine_nbits": None,
     "motor_tuning_grid": {},   # read by the tuned protocol (mmrec_motor/tuning.py), not here
 }
 
@@ -333,11 +335,22 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     content = None
     if content_mode != "none":   # each modality's features as its tokenizer normalised them, centred
         content = [centred_features(f, tokenizer_params(config, m).normalize) for m, _, _, _, f in mods]
+    fine_nbits = motor_setting(config, "motor_fine_nbits")
+    fine, fine_sizes, fine_stats = None, None, {}
+    if fine_nbits:               # one flat k-means cell per item and modality (:mod:`.fine`)
+        fine, fine_sizes = [], []
+        for m, _, _, _, f in mods:
+            cells, K = kmeans_cells(f, int(fine_nbits), motor_seed(config), tokenizer_params(config, m).normalize)
+            fine.append(cells)
+            fine_sizes.append(K)
+            fine_stats[m] = {"K": K, "cells_used": int(np.unique(cells).size),
+                             "items_per_cell": round(len(cells) / max(1, int(np.unique(cells).size)), 2)}
     network = TokenCrossNetwork([t for _, _, t, _, _ in mods], [s["K"] for _, _, _, s, _ in mods], dim,
                                 variant=variant, n_layers=n_layers, rank=rank,
                                 seed=motor_seed(config), modality_names=names, cross_dim=cross_dim,
                                 content=content, content_mode=content_mode,
-                                token_dropout=float(motor_setting(config, "motor_token_dropout")))
+                                token_dropout=float(motor_setting(config, "motor_token_dropout")),
+                                fine_tokens=fine, fine_sizes=fine_sizes)
     mods = [mod[:4] for mod in mods]
     motor = MotorItemEmbedding(network).to(device=table.device, dtype=table.dtype)
     adapter.install(model, motor)
@@ -362,6 +375,7 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         "tcn_dim": int(network.cross_dim),
         "content": content_mode,
         "token_dropout": network.token_dropout,
+        "fine_tokens": fine_stats,
         "item_repr_params_id": int(id_params),
         "item_repr_params_motor": int(total),
         "token_table_params": int(network.token_table_params()),

@@ -496,7 +496,8 @@ class TokenCrossNetwork(nn.Module):
                  init_bound: Optional[float] = None, seed: int = 0,
                  modality_names: Optional[Sequence[str]] = None, cross_dim: Optional[int] = 16,
                  content: Optional[Sequence] = None, content_mode: str = "none",
-                 token_dropout: float = 0.0):
+                 token_dropout: float = 0.0, fine_tokens: Optional[Sequence] = None,
+                 fine_sizes: Optional[Sequence[int]] = None):
         super().__init__()
         if not 0.0 <= float(token_dropout) < 1.0:
             raise ValueError(f"token_dropout (motor_token_dropout) must lie in [0, 1), got {token_dropout}")
@@ -540,6 +541,21 @@ class TokenCrossNetwork(nn.Module):
                 self.pair_proj = nn.Linear(dim, dim)
                 nn.init.zeros_(self.pair_proj.weight)
                 nn.init.zeros_(self.pair_proj.bias)
+        # fine content tokens (:mod:`.fine`): one zero-initialised table per modality, added
+        self.fine_tables = nn.ParameterList(
+            [nn.Parameter(torch.zeros(int(k), dim)) for k in (fine_sizes or [])])
+        self.fine_ids = None
+        if fine_tokens is not None and len(fine_tokens):
+            cells = [torch.as_tensor(np.asarray(f), dtype=torch.long).reshape(-1) for f in fine_tokens]
+            if len(cells) != len(self.fine_tables) or any(x.shape[0] != n_items for x in cells):
+                raise ValueError(f"fine tokens: expected one ({n_items},) array per fine table "
+                                 f"({len(self.fine_tables)}), got shapes {[tuple(x.shape) for x in cells]}")
+            for cell, k in zip(cells, fine_sizes):
+                if cell.min() < 0 or cell.max() >= int(k):
+                    raise ValueError(f"fine tokens: values must lie in [0, {k}), got "
+                                     f"[{int(cell.min())}, {int(cell.max())}]")
+            del self.fine_ids
+            self.register_buffer("fine_ids", torch.stack(cells, dim=1))
 
     @property
     def num_items(self) -> int:
@@ -569,8 +585,9 @@ class TokenCrossNetwork(nn.Module):
         raise ValueError(f"unknown TCN variant {variant!r}")
 
     def token_table_params(self) -> int:
-        """Token tables (and, with ``proj`` content, the content maps W_m)."""
-        return sum(p.numel() for p in self.embedding.parameters())
+        """Token tables (and, with ``proj`` content, the content maps W_m, and the fine tables)."""
+        return (sum(p.numel() for p in self.embedding.parameters())
+                + sum(p.numel() for p in self.fine_tables.parameters()))
 
     def cross_params(self) -> int:
         return sum(p.numel() for p in self.parameters()) - self.token_table_params()
@@ -600,6 +617,15 @@ class TokenCrossNetwork(nn.Module):
         return mean + self.pair_proj(pair)
 
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out = self._tokens_forward(idx)
+        if self.fine_ids is None:
+            return out
+        cells = self.fine_ids if idx is None else self.fine_ids[idx]
+        for m, table in enumerate(self.fine_tables):               # + sum_m F_m[f_im]
+            out = out + tnf.embedding(cells[:, m], table)
+        return out
+
+    def _tokens_forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
         emb = self.embedding
         table = emb.table()                                        # E_all (R, d)
         mask = self._dropout_mask(idx, table)

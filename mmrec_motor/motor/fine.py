@@ -1,0 +1,54 @@
+"""Fine content tokens: one k-means cell per item and modality, for item-level capacity.
+
+PQ tokens (:mod:`.tokenizer`) are shared by n / K items each (about 55 on sports20's 13,952 items
+with K = 256), so an item's representation mean_j E[t_ij] has little room of its own; an item with
+many interactions (which an ID row would fit closely) is held back by the items it shares tokens
+with. A fine token adds that room without an ID: the features (normalised as the tokenizer does) are
+clustered by flat k-means into K_f = 2^nbits cells over the whole feature space, and
+
+    e_i = TCN(tokens of i) + sum_m F_m[f_im],      F_m in R^{K_f x d}, F_m = 0 at step 0,
+
+so every item starts where the tokens put it, and the items of one cell (K_f close to n / 4: a few
+items with near-identical content) share a learned correction. A cell with a popular item is, in
+effect, that item's own row; an unseen item gets the correction its content neighbours earned. The
+table size K_f d is set by K_f, not by the catalogue.
+
+Only numpy and faiss here; nothing imports the runtime.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Tuple
+
+import numpy as np
+
+
+def kmeans_cells(features: np.ndarray, nbits: int, seed: int, normalize: str = "l2",
+                 niter: int = 20) -> Tuple[np.ndarray, int]:
+    """(cell of each item (n,) int64 in [0, K), K): flat k-means of the normalised rows with
+    K = 2^nbits centroids, reduced (with a warning) to the largest power of two <= n / 2."""
+    import faiss  # heavy optional dependency, imported where used
+
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < 4:
+        raise ValueError(f"fine tokens: expected features (n_items >= 4, dim), got shape {x.shape}")
+    if not 1 <= int(nbits) <= 20:
+        raise ValueError(f"fine tokens: nbits (motor_fine_nbits) must lie in [1, 20], got {nbits}")
+    if normalize == "l2":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    elif normalize == "standard":
+        std = x.std(axis=0)
+        x = (x - x.mean(axis=0)) / np.where(std < 1e-12, 1.0, std)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    K = 2 ** int(nbits)
+    cap = 2 ** int(math.floor(math.log2(x.shape[0] / 2)))
+    if K > cap:
+        warnings.warn(f"fine tokens: K = {K} cells for {x.shape[0]} items; using {cap} (at least two "
+                      f"items a cell on average)", stacklevel=2)
+        K = cap
+    km = faiss.Kmeans(x.shape[1], K, niter=niter, seed=int(seed) & 0x7FFFFFFF, verbose=False,
+                      min_points_per_centroid=1)
+    km.train(x)
+    _, cells = km.index.search(x, 1)
+    return cells[:, 0].astype(np.int64), K
