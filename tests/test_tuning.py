@@ -43,3 +43,44 @@ def test_bad_specs_are_refused():
         tuning_plan("BPR", "toy", "motor", 2, {"motor_tuning_grid": {"learning_rate": [1e-3]}})
     with pytest.raises(ConfigError, match="must map motor_\\* keys to lists"):
         tuning_plan("BPR", "toy", "motor", 2, {"motor_tuning_grid": [1, 2]})
+
+
+def test_bench_tuned_protocol_end_to_end(tmp_path, run_dirs):
+    """bench --protocol tuned on toy: each side trains its combinations, the summary reports the best
+    on validation and the counts, a baseline runs once on the ID side only."""
+    import csv
+
+    from mmrec_motor.cli import main
+    from mmrec_motor.experiments.report import chosen_on_validation, result_row
+    from mmrec_motor.experiments.store import load_runs
+
+    out = tmp_path / "bench"
+    args = ["bench", "-m", "BPR,POP", "-d", "toy", "--seeds", "1", "--protocol", "tuned", "--budget", "2",
+            "--out", str(out), "--epochs=2", f"--data_path={tmp_path / 'data'}",
+            "--motor_tuning_grid={motor_tcn: [mean], motor_content: [init, none]}",
+            f"--graph_cache_dir={run_dirs['graph_cache_dir']}", f"--motor_cache_dir={run_dirs['motor_cache_dir']}",
+            "--use_gpu=False"]
+    assert main(args) == 0
+    names = sorted(p.name for p in (out / "runs").glob("*.json"))
+    assert names == ["BPR-toy-id-1-t0.json", "BPR-toy-id-1-t1.json", "BPR-toy-motor-1-t0.json",
+                     "BPR-toy-motor-1-t1.json", "POP-toy-id-1-t0.json"]
+    results = load_runs(str(out))
+    regs = sorted(r["config"]["reg_weight"] for r in results if r["model"] == "BPR" and not r["motor"])
+    assert regs == [1e-05, 2.0]                           # BPR's grid ends, on both sides
+    motor = [r for r in results if r["motor"]]
+    assert sorted(r["config"]["motor_content"] for r in motor) == ["init", "none"]
+    rows = [result_row(r) for r in results]
+    chosen = chosen_on_validation(rows)
+    for side in ("id", "motor"):
+        mine = [r for r in rows if r["model"] == "BPR" and r["variant"] == f"{side}-tuned"]
+        best = [c for c in chosen if c["model"] == "BPR" and c["variant"] == side]
+        assert len(best) == 1 and best[0]["combinations"] == 2
+        assert best[0]["valid_score"] == max(r["valid_score"] for r in mine)
+    summary = (out / "summary.md").read_text()
+    assert "## toy, tuned protocol" in summary and "| 2/2 |" in summary and "| 1/0 |" in summary
+    with open(out / "results.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert {r["variant"] for r in table} == {"id-tuned", "motor-tuned"}
+    assert sorted(r["tuning_combination"] for r in table) == ["0", "0", "0", "1", "1"]
+    # resumable: a second call trains nothing
+    assert main(args) == 0

@@ -1,7 +1,7 @@
 """``mmrec-motor bench`` and ``mmrec-motor report``: a whole ID-vs-MOTOR benchmark in one folder.
 
     mmrec-motor bench -m FREEDOM,BPR -d lfm2k,toy --seeds 999,1000,1001 [--variants id,motor] \
-        [--key=value ...] --out DIR
+        [--protocol defaults|tuned] [--budget 4] [--key=value ...] --out DIR
     mmrec-motor report DIR
 
 ``bench`` runs every model x dataset x variant x seed as its own runtime run into the run store
@@ -23,7 +23,7 @@ from mmrec_motor.config import Config
 from mmrec_motor.data.dataset import dataset_dir
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.plan import (first_grid_values, parse_seeds, parse_variants, plan,
-                                          prepare_overrides, split_list)
+                                          prepare_overrides, split_list, trains, tuned_plan)
 from mmrec_motor.experiments.report import write_reports
 from mmrec_motor.experiments.runner import finish, run_all
 from mmrec_motor.experiments.store import VARIANTS, record_bench
@@ -32,12 +32,16 @@ from mmrec_motor.quick_start import quick_start
 
 def run(args: argparse.Namespace, rest: List[str], argv: List[str]) -> int:
     """``mmrec-motor bench`` (its parser: :mod:`mmrec_motor.experiments.commands`)."""
-    overrides = prepare_overrides(rest, "bench")
+    overrides = prepare_overrides(rest, "bench", own_keys=("tuning_budget", "tuning_combination"))
     models, datasets = split_list(args.models, "-m"), split_list(args.datasets, "-d")
     variants, seeds = parse_variants(args.variants), parse_seeds(args.seeds)
     record_bench(args.out, shlex.join(["mmrec-motor", "bench", *argv]), models, datasets, variants, seeds,
                  overrides)
-    outcome = run_all(plan(models, datasets, variants, seeds), args.out, overrides, quick_start)
+    if args.protocol == "tuned":
+        specs = tuned_plan(models, datasets, variants, seeds, args.budget, overrides)
+    else:
+        specs = [s for s in plan(models, datasets, variants, seeds) if s.variant == "id" or trains(s.model, s.dataset)]
+    outcome = run_all(specs, args.out, overrides, quick_start)
     paths = write_reports(args.out)
     return finish(outcome, [paths["csv"], paths["summary"]], prefix="reports:")
 

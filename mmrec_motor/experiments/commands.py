@@ -32,7 +32,14 @@ def parser(name: str, description: str, variants: bool = True) -> argparse.Argum
 
 
 def bench_parser() -> argparse.ArgumentParser:
-    return parser("bench", "ID vs MOTOR over models x datasets x seeds (resumable).")
+    cli = parser("bench", "ID vs MOTOR over models x datasets x seeds (resumable).")
+    cli.add_argument("--protocol", choices=("defaults", "tuned"), default="defaults",
+                     help="defaults: each grid key at its first value (and MOTOR's defaults); tuned: each "
+                          "side trains --budget combinations and reports its best on validation "
+                          "(mmrec_motor/tuning.py)")
+    cli.add_argument("--budget", type=int, default=4, help="combinations per side with --protocol tuned "
+                                                          "(default 4)")
+    return cli
 
 
 def report_parser() -> argparse.ArgumentParser:

@@ -60,6 +60,35 @@ def plan(models: Sequence[str], datasets: Sequence[str], variants: Sequence[str]
     return [RunSpec(m, d, v, int(s)) for m in models for d in datasets for v in variants for s in seeds]
 
 
+def trains(model: str, dataset: str) -> bool:
+    """False for the untrained baselines (``req_training: False``: POP, ContentKNN), which have no
+    item table and so no MOTOR variant."""
+    return bool(Config(model, dataset, {})["req_training"])
+
+
+def tuned_plan(models: Sequence[str], datasets: Sequence[str], variants: Sequence[str],
+               seeds: Sequence[int], budget: int, overrides: Mapping[str, Any]) -> List[RunSpec]:
+    """The runs of the tuned protocol (:mod:`mmrec_motor.tuning`): per model x dataset x side x seed,
+    the side's ``budget`` combinations, run k tagged ``t<k>`` with its pinned keys and the two tuning
+    keys (``tuning_budget``, ``tuning_combination``). An untrained baseline runs once, on the ID side,
+    and has no MOTOR side."""
+    from mmrec_motor.tuning import tuning_plan
+
+    specs: List[RunSpec] = []
+    for m in models:
+        for d in datasets:
+            for v in variants:
+                if v == "motor" and not trains(m, d):
+                    continue
+                combos = tuning_plan(m, d, v, budget if trains(m, d) else 1, overrides)
+                for s in seeds:
+                    for k, combo in enumerate(combos):
+                        keys = tuple((key, value) for key, value in combo.items() if key != "motor")
+                        specs.append(RunSpec(m, d, v, int(s), f"t{k}", keys + (
+                            ("tuning_budget", len(combos)), ("tuning_combination", k))))
+    return specs
+
+
 def first_grid_values(model: str, dataset: str, overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """Overrides that pin each grid key (but seed) to its first yaml value, unless already given."""
     config = Config(model, dataset, dict(overrides))

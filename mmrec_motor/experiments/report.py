@@ -17,7 +17,8 @@ import os
 import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from mmrec_motor.experiments.store import VARIANTS, load_runs, run_seed, run_variant, runs_dir
+from mmrec_motor.experiments.store import (TUNED_VARIANTS, VARIANTS, load_runs, run_seed, run_variant,
+                                           runs_dir)
 from mmrec_motor.experiments.tables import (commands_block, failures_block, markdown_table, mean,
                                             relative_change, stat)
 from mmrec_motor.fileio import write_text
@@ -38,6 +39,10 @@ def result_row(result: Mapping[str, Any]) -> Dict[str, Any]:
     for split in ("valid", "test"):
         for metric, value in result["best"][split].items():
             row[f"{split}_{metric}"] = value
+    combination = (result.get("config") or {}).get("tuning_combination")
+    if combination is not None:
+        row["tuning_combination"] = int(combination)
+    row["valid_score"] = result["best"]["valid"].get(str(result.get("valid_metric", "recall@20")).lower())
     row.update({"item_repr_params": result["item_representation"]["params"],
                 "total_params": result["params"]["total"],
                 "train_seconds_per_epoch": result["train_seconds_per_epoch"],
@@ -51,10 +56,12 @@ def results_csv(results: Sequence[Mapping[str, Any]]) -> str:
     rows = [result_row(r) for r in results]
     metrics: List[str] = []
     for row in rows:
-        metrics += [k for k in row if k.startswith(("valid_", "test_")) and k not in metrics]
+        metrics += [k for k in row if k.startswith(("valid_", "test_")) and k != "valid_score"
+                    and k not in metrics]
+    head = RESULT_COLUMNS_HEAD + (["tuning_combination"] if any("tuning_combination" in r for r in rows) else [])
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS_HEAD + metrics + RESULT_COLUMNS_TAIL,
-                            lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=head + metrics + RESULT_COLUMNS_TAIL, lineterminator="\n",
+                            extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -106,6 +113,22 @@ def model_summary_row(model: str, rows: Sequence[Mapping[str, Any]]) -> List[str
             ratio(seconds["id"], seconds["motor"])]
 
 
+def chosen_on_validation(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The tuned protocol's result rows: per model x dataset x side x seed, the combination with the
+    best validation score (ties: the lower combination index), relabelled ``id`` / ``motor`` and
+    carrying ``combinations``, the number of combinations that side trained."""
+    groups: Dict[tuple, List[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row["variant"] in TUNED_VARIANTS:
+            groups.setdefault((row["model"], row["dataset"], row["variant"], row["seed"]), []).append(row)
+    chosen = []
+    for (model, dataset, variant, seed), group in sorted(groups.items()):
+        best = max(group, key=lambda r: (r["valid_score"] if r["valid_score"] is not None else -math.inf,
+                                         -r.get("tuning_combination", 0)))
+        chosen.append({**best, "variant": variant[: -len("-tuned")], "combinations": len(group)})
+    return chosen
+
+
 def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
     """``summary.md``: the command lines, then per dataset one row per model (:data:`SUMMARY_HEADER`),
     then the failed runs of ``out``."""
@@ -115,10 +138,24 @@ def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
               "change of the means, MOTOR vs ID; p: paired t-test (scipy.stats.ttest_rel) on test Recall@20 "
               "over the seeds both variants ran (n/a under two pairs); item params: the item representation "
               "(ID table, or token tables + cross network); s/epoch: mean training seconds per epoch.", ""]
-    for dataset in sorted({r["dataset"] for r in rows}):
-        table = [model_summary_row(model, [r for r in rows if r["dataset"] == dataset and r["model"] == model])
-                 for model in sorted({r["model"] for r in rows if r["dataset"] == dataset})]
+    plain = [r for r in rows if r["variant"] in VARIANTS]
+    for dataset in sorted({r["dataset"] for r in plain}):
+        table = [model_summary_row(model, [r for r in plain if r["dataset"] == dataset and r["model"] == model])
+                 for model in sorted({r["model"] for r in plain if r["dataset"] == dataset})]
         lines += [f"## {dataset}", "", markdown_table(SUMMARY_HEADER, table), ""]
+    tuned = chosen_on_validation(rows)
+    for dataset in sorted({r["dataset"] for r in tuned}):
+        lines += [f"## {dataset}, tuned protocol", "",
+                  "Each side trained the same number of combinations (`combinations ID/MOTOR`, per seed: "
+                  "the backbone grid reduced to evenly spaced points, MOTOR's `motor_tuning_grid` paired "
+                  "with them; mmrec_motor/tuning.py) and reports the test metrics of its best combination "
+                  "on validation.", ""]
+        table = []
+        for model in sorted({r["model"] for r in tuned if r["dataset"] == dataset}):
+            mine = [r for r in tuned if r["dataset"] == dataset and r["model"] == model]
+            counts = {v: max([r["combinations"] for r in mine if r["variant"] == v], default=0) for v in VARIANTS}
+            table.append(model_summary_row(model, mine) + [f"{counts['id']}/{counts['motor']}"])
+        lines += [markdown_table(SUMMARY_HEADER + ["combinations ID/MOTOR"], table), ""]
     return "\n".join(lines + failures_block(out))
 
 

@@ -22,6 +22,9 @@ from mmrec_motor.config import ConfigError
 from mmrec_motor.fileio import read_json, write_json, write_text
 
 VARIANTS = ("id", "motor")
+# a run of the tuned protocol (bench --protocol tuned) reports as its side's "-tuned" variant
+TUNED_VARIANTS = ("id-tuned", "motor-tuned")
+ALL_VARIANTS = VARIANTS + TUNED_VARIANTS
 # Keys that bench and the analyses set per run; passing them as overrides is refused.
 BENCH_OWNED_KEYS = ("seed", "motor", "result_file", "topk_file")
 
@@ -159,19 +162,28 @@ def run_seed(result: Mapping[str, Any]) -> int:
 
 
 def run_variant(result: Mapping[str, Any]) -> str:
-    """``"motor"`` or ``"id"``."""
-    return "motor" if result["motor"] else "id"
+    """``"motor"`` or ``"id"``; ``"motor-tuned"`` / ``"id-tuned"`` for a run of the tuned protocol
+    (its config has a ``tuning_budget``)."""
+    base = "motor" if result["motor"] else "id"
+    return base + ("-tuned" if (result.get("config") or {}).get("tuning_budget") else "")
 
 
-def run_row_key(result: Mapping[str, Any]) -> Tuple[str, str, int, int]:
-    """The sort key of a result: model, dataset, variant (id before motor), seed."""
-    return (result["model"], result["dataset"], VARIANTS.index(run_variant(result)), run_seed(result))
+def run_row_key(result: Mapping[str, Any]) -> Tuple[str, str, int, int, int]:
+    """The sort key of a result: model, dataset, variant (id, motor, id-tuned, motor-tuned), seed,
+    tuned combination."""
+    combination = (result.get("config") or {}).get("tuning_combination") or 0
+    return (result["model"], result["dataset"], ALL_VARIANTS.index(run_variant(result)), run_seed(result),
+            int(combination))
 
 
 def spec_of(result: Mapping[str, Any], name: str = "") -> RunSpec:
     """The RunSpec of a finished run from its result; ``name`` (its file stem) gives the tag of a
-    token-budget run (``-M<m>-b<nbits>``: motor_num_subspaces and motor_nbits)."""
-    spec = RunSpec(result["model"], result["dataset"], run_variant(result), run_seed(result))
+    token-budget run (``-M<m>-b<nbits>``: motor_num_subspaces and motor_nbits). A run of the tuned
+    protocol gets its tag ``t<k>`` from its config (its other keys are in the result's config)."""
+    spec = RunSpec(result["model"], result["dataset"], "motor" if result["motor"] else "id", run_seed(result))
+    config = result.get("config") or {}
+    if config.get("tuning_budget"):
+        return RunSpec(spec.model, spec.dataset, spec.variant, spec.seed, f"t{int(config['tuning_combination'])}")
     tag = name[len(spec.name) + 1:] if name.startswith(spec.name + "-") else ""
     if not tag:
         return spec
