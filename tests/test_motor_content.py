@@ -171,3 +171,8 @@ def test_fine_tokens_add_a_zero_initialised_cell_table():
         torch.testing.assert_close(net(torch.tensor([5, 17])), net()[[5, 17]])
     with pytest.raises(ValueError, match=r"values must lie in \[0, 4\)"):
         TokenCrossNetwork(toks, [8], 8, variant="mean", fine_tokens=[cells + 1], fine_sizes=[K])
+
+
+def test_auto_fine_bits_follow_the_catalogue_and_stop_growing():
+    from mmrec_motor.motor.fine import auto_nbits
+    assert [auto_nbits(n) for n in (300, 1425, 13952, 18357, 10**6)] == [6, 8, 12, 12, 14]

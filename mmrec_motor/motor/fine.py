@@ -24,6 +24,17 @@ from typing import Tuple
 import numpy as np
 
 
+#: ``motor_fine_nbits: auto``: about this many items a cell, and at most 2^AUTO_MAX_NBITS cells (so the
+#: fine tables stop growing at ~64k items: 16,384 x d per modality)
+AUTO_ITEMS_PER_CELL = 4
+AUTO_MAX_NBITS = 14
+
+
+def auto_nbits(n_items: int) -> int:
+    """round(log2(n / 4)), clipped to [1, 14]: sports20 (13,952 items) 12, lfm2k (1,425) 8, toy (300) 6."""
+    return int(min(AUTO_MAX_NBITS, max(1, round(math.log2(max(n_items, 2) / AUTO_ITEMS_PER_CELL)))))
+
+
 def kmeans_cells(features: np.ndarray, nbits: int, seed: int, normalize: str = "l2",
                  niter: int = 20) -> Tuple[np.ndarray, int]:
     """(cell of each item (n,) int64 in [0, K), K): flat k-means of the normalised rows with

@@ -40,7 +40,7 @@ import torch
 from .adapters import JointTableAdapter, get_adapter
 from .cache import TokenCache, cached_tokenize, open_token_cache
 from .content import CONTENT_MODES, centred_features
-from .fine import kmeans_cells
+from .fine import auto_nbits, kmeans_cells
 from .item_embedding import MotorItemEmbedding
 from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
 from .tokenizer import TokenizerParams
@@ -340,7 +340,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     if fine_nbits:               # one flat k-means cell per item and modality (:mod:`.fine`)
         fine, fine_sizes = [], []
         for m, _, _, _, f in mods:
-            cells, K = kmeans_cells(f, int(fine_nbits), motor_seed(config), tokenizer_params(config, m).normalize)
+            bits = auto_nbits(len(f)) if str(fine_nbits).lower() == "auto" else int(fine_nbits)
+            cells, K = kmeans_cells(f, bits, motor_seed(config), tokenizer_params(config, m).normalize)
             fine.append(cells)
             fine_sizes.append(K)
             fine_stats[m] = {"K": K, "cells_used": int(np.unique(cells).size),
