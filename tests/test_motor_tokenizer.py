@@ -88,6 +88,17 @@ def test_opq_default_pca_on_wide_features():
     assert any("PCA 320 -> 256" in w for w in r.stats["warnings"])
 
 
+def test_rq_default_pca_only_above_512_dims():
+    rng = np.random.default_rng(2)
+    wide = quiet_fit(rng.standard_normal((300, 520)).astype(np.float32), quantizer="rq", num_subspaces=2, nbits=2)
+    assert wide.stats["dim_quantized"] == 256
+    assert any("rq: PCA 520 -> 256" in w for w in wide.stats["warnings"])
+    narrow = quiet_fit(rng.standard_normal((300, 384)).astype(np.float32), quantizer="rq", num_subspaces=2, nbits=2)
+    assert narrow.stats["dim_quantized"] == 300 and any("PCA to 300 dims" in w for w in narrow.stats["warnings"])
+    enough = quiet_fit(rng.standard_normal((400, 384)).astype(np.float32), quantizer="rq", num_subspaces=2, nbits=2)
+    assert enough.stats["dim_quantized"] == 384 and enough.stats["pca_explained"] == 1.0
+
+
 def test_too_few_items_reduces_nbits(feats):
     with pytest.warns(UserWarning) as caught:
         r = fit_tokenize(feats[:100], TokenizerParams(num_subspaces=4, nbits=8))

@@ -9,7 +9,8 @@ For a feature matrix ``X`` of shape ``(n_items, D)`` the pipeline is::
              ``'none'``     x' = x
 * PCA to ``D'`` dimensions: z = (x' - mu) C^T, C in R^{D' x D} the top principal directions. Used
   when ``pca_dim`` asks for it, when ``D`` is not divisible by ``M`` (PCA to the largest multiple of
-  ``M``, with a warning), and by default for ``'opq'`` when ``D > OPQ_DEFAULT_PCA_DIM`` (= 256; OPQ's
+  ``M``, with a warning), by default for ``'rq'`` when ``D > RQ_MAX_DIM`` (= 512, to 256 dims), and by
+  default for ``'opq'`` when ``D > OPQ_DEFAULT_PCA_DIM`` (= 256; OPQ's
   rotation is a D x D problem and did not finish in 5 minutes on raw 4096-d features on a 2-core CPU).
   C is found by seeded randomized SVD (Halko et al.: D'+16 probes, 4 power iterations), because an
   exact 4096-d PCA (faiss ``PCAMatrix``: covariance + full eigendecomposition) took 97 s for Baby's
@@ -51,6 +52,9 @@ QUANTIZERS = ("pq", "opq", "rq")
 NORMALIZERS = ("l2", "standard", "none")
 MIN_NBITS, MAX_NBITS = 1, 16
 OPQ_DEFAULT_PCA_DIM = 256
+#: RQ's beam search costs O(D) per codeword test: above this width it quantizes a PCA to 256 dims
+#: (Baby-sized 4096-d features: about 40 s on one thread, against minutes on the raw width)
+RQ_MAX_DIM = 512
 #: faiss prints a warning when k-means gets fewer than this many points per centroid.
 FAISS_POINTS_PER_CENTROID = 39
 
@@ -351,6 +355,15 @@ def _plan_dims(D: int, n_train: int, params: TokenizerParams, notes: list) -> in
     elif params.quantizer == "opq" and D > OPQ_DEFAULT_PCA_DIM:
         target = OPQ_DEFAULT_PCA_DIM
         notes.append(f"opq: PCA {D} -> {target} dims first (OPQ_DEFAULT_PCA_DIM; set pca_dim to change)")
+    elif params.quantizer == "rq" and D > RQ_MAX_DIM:
+        target = OPQ_DEFAULT_PCA_DIM
+        notes.append(f"rq: PCA {D} -> {target} dims first (D > RQ_MAX_DIM = {RQ_MAX_DIM}; set pca_dim to change)")
+    if params.quantizer == "rq" and target > n_train:
+        # faiss' RQ training fails when the vectors have more dimensions than there are of them
+        msg = f"rq: {n_train} training items for {target} dims: PCA to {n_train} dims first"
+        warnings.warn(msg, stacklevel=4)
+        notes.append(msg)
+        target = n_train
     if params.quantizer in ("pq", "opq") and target % M:
         new = (target // M) * M
         msg = (f"feature dimension {target} is not divisible by num_subspaces M={M}: applying PCA to "
