@@ -31,7 +31,21 @@ Variants (``TokenCrossNetwork(variant=...)``), output e_i in R^d:
 * ``specific``: per modality m, x_0^m = vec(T_i^m P) in R^{M_m c}; n_layers cross layers each;
   h_m = s_m (W_m x_L^m + w_m) + mean_j T_i^m[j], s_m = 1 / sqrt(M_m c); then
   e_i = s_F (F [h_1; ...; h_P] + f) + mean_m h_m,  F in R^{d x P d}, f in R^d, s_F = 1 / sqrt(P d).
-* ``mean``: e_i = mean_j T_i[j] = (S E_all)_i (no crossing, no P: the ablation baseline).
+* ``mean``: e_i = mean_j T_i[j] = (S E_all)_i (no crossing, no P). The default since the sports20 /
+  lfm2k screening of docs/motor-design.md: every crossing variant lost to it on validation.
+* ``fm``: e_i = m_i + W q_i + w with m_i the pooled mean and q_i = (L m_i^2 - mean_j T_i[j]^2) / (L - 1)
+  the mean elementwise product over ordered pairs of the item's tokens (W in R^{d x d}, w start at 0):
+  a symmetric crossing without per-position weights, from two sparse pooled means.
+
+Options on top of any variant:
+
+* ``token_dropout`` p (``motor_token_dropout``): in training each (item, token) is dropped with
+  probability p at every step; the pooled means are over the kept tokens and the cross towers see
+  zeros (the masked paths gather (n, L, d) instead of using the sparse operators); off in eval.
+* ``content`` / ``content_mode`` (``motor_content``, :mod:`.content`): token tables start at (``init``)
+  or are anchored on (``proj``: C_m W_m + Delta_m) the mean content of the items carrying each token.
+* ``fine_tokens`` (``motor_fine_nbits``, :mod:`.fine`): e_i += sum_m F_m[f_im], one k-means cell per
+  item and modality, F_m (K_f x d) starting at 0.
 
 The pooled residuals stay in full d; only the crossing sees compressed tokens.
 
@@ -39,10 +53,12 @@ Parameter counts (asserted by the tests), with T = sum_m M_m K_m d the token tab
 p = d c if c < d else 0 (the projection P):
 
 * mean:     T
+* fm:       T + d^2 + d
 * agnostic: T + p + n_layers (2 L c r + L c) + L c d + d
 * specific: T + p + sum_m [n_layers (2 M_m c r + M_m c) + M_m c d + d] + P d^2 + d
 
-None of them depends on n_items. Defaults (L = 16, d = 64, c = 16, r = 8, 2 layers, K = 256):
+``proj`` content adds sum_m D_m d (the maps W_m), fine tokens sum_m K_f d. None of them depends on
+n_items (``motor_fine_nbits: auto`` grows K_f with the catalogue up to 2^14 cells, then stops). Defaults (L = 16, d = 64, c = 16, r = 8, 2 layers, K = 256):
 T = 262,144 + TCN 26,176 = 288,320 (agnostic).
 
 Cost. The backbone reads the full item table every optimisation step, so the TCN runs over all n
