@@ -176,3 +176,16 @@ def test_fine_tokens_add_a_zero_initialised_cell_table():
 def test_auto_fine_bits_follow_the_catalogue_and_stop_growing():
     from mmrec_motor.motor.fine import auto_nbits
     assert [auto_nbits(n) for n in (300, 1425, 13952, 18357, 10**6)] == [6, 8, 12, 12, 14]
+
+
+def test_fine_tokens_are_on_by_default_and_an_explicit_null_turns_them_off():
+    from mmrec_motor.config import Config
+    from mmrec_motor.motor.hook import fine_bits_setting
+    assert fine_bits_setting(Config("BPR", "toy", {})) == "auto"
+    assert fine_bits_setting({}) == "auto"                       # a config without the key: the default
+    for off in (None, 0, "off"):
+        assert fine_bits_setting(Config("BPR", "toy", {"motor_fine_nbits": off})) is None
+        assert fine_bits_setting({"motor_fine_nbits": off}) is None
+    assert fine_bits_setting({"motor_fine_nbits": 10}) == "10"
+    with pytest.raises(ValueError, match="motor_fine_nbits must be auto, null"):
+        fine_bits_setting({"motor_fine_nbits": "many"})

@@ -33,7 +33,10 @@ def test_sides_share_backbone_points_and_motor_cycles_its_own():
     assert [m["motor_tcn"] for m in motor] == ["mean", "agnostic", "mean"]
     assert {m["motor_content"] for m in motor} == {"proj"}
     # no MOTOR grid: the MOTOR side trains MOTOR's defaults at the same points
-    assert [sorted(m) for m in tuning_plan("BPR", "toy", "motor", 2, {})] == [["motor", "reg_weight"]] * 2
+    assert [sorted(m) for m in tuning_plan("BPR", "toy", "motor", 2, {"motor_tuning_grid": {}})] == [
+        ["motor", "reg_weight"]] * 2
+    # MOTOR.yaml's grid: the defaults first (fine tokens on), then without them
+    assert [m["motor_fine_nbits"] for m in tuning_plan("BPR", "toy", "motor", 2, {})] == ["auto", None]
 
 
 def test_bad_specs_are_refused():
@@ -84,3 +87,35 @@ def test_bench_tuned_protocol_end_to_end(tmp_path, run_dirs):
     assert sorted(r["tuning_combination"] for r in table) == ["0", "0", "0", "1", "1"]
     # resumable: a second call trains nothing
     assert main(args) == 0
+
+
+def test_chosen_specs_pick_the_best_validation_run_per_side(tmp_path):
+    from mmrec_motor.experiments.store import RunSpec, chosen_specs, write_result
+
+    def result(score):
+        return {"valid_metric": "recall@20", "best": {"valid": {"recall@20": score}}}
+
+    specs = [RunSpec("BPR", "toy", "id", 1, f"t{k}") for k in range(3)] + [RunSpec("BPR", "toy", "id", 1)]
+    for spec, score in zip(specs, (0.2, 0.3, 0.3)):
+        write_result(str(tmp_path), spec, result(score))
+    chosen = chosen_specs(str(tmp_path), specs)
+    # the plain spec is kept; of the tuned ones t1 (best, and lower than the tied t2)
+    assert sorted(s.tag for s in chosen) == ["", "t1"]
+
+
+def test_cold_start_and_cold_items_take_the_tuned_protocol(tmp_path, run_dirs):
+    from mmrec_motor.cli import main
+
+    common = ["-m", "BPR", "-d", "toy", "--seeds", "1", "--protocol", "tuned", "--budget", "2", "--epochs=2",
+              f"--data_path={tmp_path / 'data'}", "--motor_tcn=mean", "--motor_quantizer=pq",
+              f"--graph_cache_dir={run_dirs['graph_cache_dir']}", f"--motor_cache_dir={run_dirs['motor_cache_dir']}",
+              "--use_gpu=False"]
+    out = tmp_path / "cold_start"
+    assert main(["cold-start", *common, "--ratio", "0.2", "--out", str(out)]) == 0
+    assert len(list((out / "runs").glob("BPR-toy-*-1-t*.json"))) == 4
+    report = (out / "cold_start.md").read_text()
+    assert "| BPR |" in report and "1/1 |" in report          # one chosen run per side
+    items = tmp_path / "cold_items"
+    assert main(["cold-items", *common, "--buckets", "0,10,20", "--out", str(items)]) == 0
+    assert len(list((items / "topk").glob("*.tsv"))) == 4
+    assert "Seeds per column: BPR id 1, BPR motor 1" in (items / "cold_items.md").read_text()

@@ -27,7 +27,8 @@ from mmrec_motor.experiments.buckets import (DEFAULT_BUCKETS, K, bucketed_metric
 from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides, run_config
 from mmrec_motor.experiments.report import write_reports
 from mmrec_motor.experiments.runner import finish, run_all
-from mmrec_motor.experiments.store import VARIANTS, RunSpec, load_result, saved_checkpoint, topk_path
+from mmrec_motor.experiments.store import (VARIANTS, RunSpec, chosen_specs, load_result, saved_checkpoint,
+                                           topk_path)
 from mmrec_motor.experiments.tables import (markdown_table, mean, relative_change, report_head, save_png,
                                             stat, std, variant_label, write_report)
 from mmrec_motor.fileio import read_topk, write_topk
@@ -186,5 +187,5 @@ def run(args: Any, rest: List[str], argv: List[str]) -> int:
     specs = id_motor_plan("cold-items", argv, args, overrides)
     outcome = run_all(specs, args.out, overrides, quick_start, with_topk=True, reuse=reuse_with_topk(args.out))
     paths = write_reports(args.out)
-    written = cold_items_report(args.out, specs, overrides, edges, args.n_buckets)
+    written = cold_items_report(args.out, chosen_specs(args.out, specs), overrides, edges, args.n_buckets)
     return finish(outcome, written + [paths["csv"], paths["summary"]])

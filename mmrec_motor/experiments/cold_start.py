@@ -22,7 +22,7 @@ from mmrec_motor.experiments.buckets import K
 from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides
 from mmrec_motor.experiments.report import write_reports
 from mmrec_motor.experiments.runner import finish, run_all
-from mmrec_motor.experiments.store import (VARIANTS, RunSpec, load_result, result_path, run_seed,
+from mmrec_motor.experiments.store import (VARIANTS, RunSpec, chosen_specs, load_result, result_path, run_seed,
                                            saved_checkpoint)
 from mmrec_motor.experiments.tables import (markdown_table, mean, relative_change, report_head, save_png,
                                             stat, std, variant_label, write_report)
@@ -173,4 +173,5 @@ def run(args: Any, rest: List[str], argv: List[str]) -> int:
             print(f"{spec.name}: cold_test_mpr " + ("added from its saved checkpoint" if done else
                   "not known (no checkpoint that reproduces the run's metrics)"), file=sys.stderr)
     paths = write_reports(args.out)
-    return finish(outcome, cold_start_report(args.out, specs) + [paths["csv"], paths["summary"]])
+    written = cold_start_report(args.out, chosen_specs(args.out, specs))
+    return finish(outcome, written + [paths["csv"], paths["summary"]])

@@ -31,8 +31,8 @@ def parser(name: str, description: str, variants: bool = True) -> argparse.Argum
     return cli
 
 
-def bench_parser() -> argparse.ArgumentParser:
-    cli = parser("bench", "ID vs MOTOR over models x datasets x seeds (resumable).")
+def add_protocol(cli: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--protocol and --budget (bench, cold-items, cold-start)."""
     cli.add_argument("--protocol", choices=("defaults", "tuned"), default="defaults",
                      help="defaults: each grid key at its first value (and MOTOR's defaults); tuned: each "
                           "side trains --budget combinations and reports its best on validation "
@@ -40,6 +40,10 @@ def bench_parser() -> argparse.ArgumentParser:
     cli.add_argument("--budget", type=int, default=4, help="combinations per side with --protocol tuned "
                                                           "(default 4)")
     return cli
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    return add_protocol(parser("bench", "ID vs MOTOR over models x datasets x seeds (resumable)."))
 
 
 def report_parser() -> argparse.ArgumentParser:
@@ -56,7 +60,7 @@ def cold_items_parser() -> argparse.ArgumentParser:
                           "([0,5), [5,10), ..., [50,inf)); default: quantile edges")
     cli.add_argument("--n-buckets", type=int, default=DEFAULT_BUCKETS,
                      help=f"number of quantile buckets without --buckets (default {DEFAULT_BUCKETS})")
-    return cli
+    return add_protocol(cli)
 
 
 def token_budget_parser() -> argparse.ArgumentParser:
@@ -71,7 +75,7 @@ def cold_start_parser() -> argparse.ArgumentParser:
     cli = parser("cold-start", "ID vs MOTOR on items held out of training.")
     cli.add_argument("--ratio", type=float, default=0.1,
                      help="cold_item_ratio: share of the interacted items held out (default 0.1)")
-    return cli
+    return add_protocol(cli)
 
 
 def _command(make_parser: Callable[[], argparse.ArgumentParser], module: str,

@@ -155,9 +155,12 @@ def record(name: str, argv: Sequence[str], out: str, overrides: Mapping[str, Any
 
 def id_motor_plan(name: str, argv: Sequence[str], args: argparse.Namespace,
                   overrides: Mapping[str, Any]) -> List[RunSpec]:
-    """The runs of an ID vs MOTOR command: :func:`plan` over -m, -d, --variants and --seeds, after
-    :func:`record`."""
+    """The runs of an ID vs MOTOR command: :func:`plan` over -m, -d, --variants and --seeds (or, with
+    ``--protocol tuned``, :func:`tuned_plan`), after :func:`record`; an untrained baseline (POP,
+    ContentKNN) runs on the ID side only."""
     models, datasets = split_list(args.models, "-m"), split_list(args.datasets, "-d")
     variants, seeds = parse_variants(args.variants), parse_seeds(args.seeds)
     record(name, argv, args.out, overrides, models, datasets, variants, seeds)
-    return plan(models, datasets, variants, seeds)
+    if getattr(args, "protocol", "defaults") == "tuned":
+        return tuned_plan(models, datasets, variants, seeds, args.budget, overrides)
+    return [s for s in plan(models, datasets, variants, seeds) if s.variant == "id" or trains(s.model, s.dataset)]

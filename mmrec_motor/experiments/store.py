@@ -93,6 +93,28 @@ def write_error(out: str, spec: RunSpec, text: str) -> None:
     write_text(error_path(out, spec), text)
 
 
+def chosen_specs(out: str, specs: Sequence[RunSpec]) -> List[RunSpec]:
+    """The specs a report shows: every untuned spec, and of the tuned protocol's runs (tag ``t<k>``)
+    per model x dataset x variant x seed the finished one with the best validation score (ties: the
+    lower k), as :func:`mmrec_motor.experiments.report.chosen_on_validation` picks for the summary."""
+    best: Dict[Tuple[str, str, str, int], Tuple[float, int, RunSpec]] = {}
+    out_specs: List[RunSpec] = []
+    for spec in specs:
+        if not spec.tag.startswith("t") or not spec.tag[1:].isdigit():
+            out_specs.append(spec)
+            continue
+        result = load_result(out, spec)
+        if result is None:
+            continue
+        metric = str(result.get("valid_metric", "recall@20")).lower()
+        score = result["best"]["valid"].get(metric, float("-inf"))
+        key = (spec.model, spec.dataset, spec.variant, spec.seed)
+        candidate = (score, -int(spec.tag[1:]), spec)
+        if key not in best or candidate[:2] > best[key][:2]:
+            best[key] = candidate
+    return out_specs + [entry[2] for entry in best.values()]
+
+
 def load_runs(out: str) -> List[Dict[str, Any]]:
     """Every run JSON in ``DIR/runs``, sorted by model, dataset, variant (id first), seed."""
     results = [read_json(path) for path in glob.glob(os.path.join(runs_dir(out), "*.json"))]

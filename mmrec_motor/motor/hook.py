@@ -48,13 +48,13 @@ from .tokenizer import TokenizerParams
 #: defaults of every motor_* key (configs/model/MOTOR.yaml documents them; keep both in sync)
 DEFAULTS: Dict[str, Any] = {
     "motor_modalities": ["v", "t"],
-    "motor_quantizer": "pq",
-    "motor_num_subspaces": 8,
+    "motor_quantizer": "rq",
+    "motor_num_subspaces": 16,
     "motor_nbits": 8,
     "motor_normalize": "l2",
     "motor_pca_dim": None,
     "motor_max_train_items": None,
-    "motor_tcn": "agnostic",
+    "motor_tcn": "mean",
     "motor_tcn_layers": 2,
     "motor_tcn_rank": 8,
     "motor_tcn_dim": 16,
@@ -62,10 +62,10 @@ DEFAULTS: Dict[str, Any] = {
     "motor_seed": None,
     "motor_learning_rate": None,
     "motor_weight_decay": None,
-    "motor_content": "none",
+    "motor_content": "init",
     "motor_token_dropout": 0.0,
-    "motor_fine_nbits": None,
-    "motor_tuning_grid": {},   # read by the tuned protocol (mmrec_motor/tuning.py), not here
+    "motor_fine_nbits": "auto",
+    "motor_tuning_grid": {"motor_fine_nbits": ["auto", None]},   # read by the tuned protocol (mmrec_motor/tuning.py), not here
 }
 
 _MODALITY_FILE_KEYS = {"v": "vision_feature_file", "vision": "vision_feature_file",
@@ -253,26 +253,50 @@ def tokenize_modalities(config, n_items: Optional[int] = None,
     return out, cache_dir
 
 
-def tcn_dim_setting(config) -> int:
-    """``motor_tcn_dim``: missing -> the default (16); an explicit null or 0 -> 0 (= d, no projection).
+def _set_to_null(config, key: str) -> bool:
+    """True when ``key`` is present in ``config`` with the value None (a null that is *set*, unlike a
+    missing key, which takes the default). Looked up with ``in`` where the config supports it (this
+    project's Config and MMRec's do; there MOTOR.yaml's value is present unless a yaml or the command
+    line overrides it)."""
+    try:
+        if config[key] is not None:
+            return False
+    except (KeyError, IndexError):
+        return False
+    if hasattr(type(config), "__contains__"):
+        try:
+            return key in config
+        except Exception:  # pragma: no cover - a mapping that refuses `in`
+            return False
+    return False
 
-    Unlike the other keys, a null that is *set* is not the default, so the key is looked up with ``in``
-    where the config supports it (this project's Config and MMRec's do; there MOTOR.yaml's 16 is present
-    unless a yaml or the command line overrides it).
-    """
+
+def fine_bits_setting(config) -> Optional[str]:
+    """``motor_fine_nbits``: missing -> the default (auto); an explicit null, 0 or false -> None (no fine
+    tokens); else ``"auto"`` or an int as text."""
+    key = "motor_fine_nbits"
+    if _set_to_null(config, key):
+        return None
+    value = motor_setting(config, key)
+    if value is None or value is False or value == 0 or str(value).lower() in ("off", "none", "null", "0"):
+        return None
+    if str(value).lower() == "auto":
+        return "auto"
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise ValueError(f"motor_fine_nbits must be auto, null (off) or an int in [1, 20], got {value!r}")
+    return str(int(value))
+
+
+def tcn_dim_setting(config) -> int:
+    """``motor_tcn_dim``: missing -> the default (16); an explicit null or 0 -> 0 (= d, no projection)
+    (:func:`_set_to_null`)."""
     key = "motor_tcn_dim"
     try:
         value = config[key]
     except (KeyError, IndexError):
         return int(DEFAULTS[key])
     if value is None:
-        present = False
-        if hasattr(type(config), "__contains__"):
-            try:
-                present = key in config
-            except Exception:  # pragma: no cover - a mapping that refuses `in`
-                present = False
-        return 0 if present else int(DEFAULTS[key])
+        return 0 if _set_to_null(config, key) else int(DEFAULTS[key])
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
             isinstance(value, str) and value.strip().isdigit()):
         raise ValueError(f"motor_tcn_dim must be a non-negative int (0 or null = the embedding dim), "
@@ -335,12 +359,12 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     content = None
     if content_mode != "none":   # each modality's features as its tokenizer normalised them, centred
         content = [centred_features(f, tokenizer_params(config, m).normalize) for m, _, _, _, f in mods]
-    fine_nbits = motor_setting(config, "motor_fine_nbits")
+    fine_nbits = fine_bits_setting(config)
     fine, fine_sizes, fine_stats = None, None, {}
     if fine_nbits:               # one flat k-means cell per item and modality (:mod:`.fine`)
         fine, fine_sizes = [], []
         for m, _, _, _, f in mods:
-            bits = auto_nbits(len(f)) if str(fine_nbits).lower() == "auto" else int(fine_nbits)
+            bits = auto_nbits(len(f)) if fine_nbits == "auto" else int(fine_nbits)
             cells, K = kmeans_cells(f, bits, motor_seed(config), tokenizer_params(config, m).normalize)
             fine.append(cells)
             fine_sizes.append(K)
