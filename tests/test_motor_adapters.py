@@ -176,7 +176,9 @@ def config(data_root, tmp_path):
     return {"data_path": str(data_root), "dataset": "toyds", "vision_feature_file": "image_feat.npy",
             "text_feature_file": "text_feat.npy", "embedding_size": D, "seed": [999],
             "motor_num_subspaces": 4, "motor_nbits": 3, "motor_tcn_layers": 1, "motor_tcn_rank": 2,
-            "motor_cache_dir": str(tmp_path / "tokens")}
+            "motor_cache_dir": str(tmp_path / "tokens"),
+            # the mechanisms tested here (cross towers, tcn_dim, PQ tokens) are the first design's
+            "motor_tcn": "agnostic", "motor_quantizer": "pq", "motor_content": "none", "motor_fine_nbits": None}
 
 
 class MMRecLikeConfig:

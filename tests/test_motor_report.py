@@ -20,7 +20,7 @@ def make_dataset(tmp_path):
     texts = folder / "texts.tsv"
     texts.write_text("itemID\ttext\n" + "".join(f"{i}\tthing number {i}\n" for i in range(N)))
     cfg = {"data_path": str(tmp_path), "dataset": "ds", "vision_feature_file": "image_feat.npy",
-           "text_feature_file": "text_feat.npy", "seed": 1, "motor_num_subspaces": 4, "motor_nbits": 2,
+           "text_feature_file": "text_feat.npy", "seed": 1, "motor_num_subspaces": 4, "motor_nbits": 2, "motor_quantizer": "pq",
            "motor_cache_dir": str(tmp_path / "cache")}
     return cfg, texts
 

@@ -122,7 +122,8 @@ def test_motorize_mmrec_logs_parameter_counts(tmp_path, caplog):
     assert (f"item representation parameters: ID table 320 -> MOTOR "
             f"{report['item_repr_params_motor']:,}") in text
     assert f"total trainable parameters: {before:,} with the ID table -> " in text
-    assert "MOTOR tokenizer v: image_feat.npy, pq 2 tokens x 4 codewords" in text
+    # MOTOR.yaml's defaults reach upstream: residual quantization
+    assert "MOTOR tokenizer v: image_feat.npy, rq 2 tokens x 4 codewords" in text
 
 
 def test_motorize_mmrec_warns_that_motor_optimizer_keys_are_ignored(tmp_path, caplog):
