@@ -126,6 +126,8 @@ KEYS: Dict[str, Key] = {
     "grid": Key(lambda v: v is None or str(v).lower() in ("full", "first"),
                 "config key 'grid' is {value!r}; expected 'full' (every combination) or 'first' (each grid "
                 "key but seed at its first value)", nullable=True, volatile=True),
+    "isolated_self_loops": Key(lambda v: isinstance(v, bool) or str(v).lower() == "auto",
+                               "config key 'isolated_self_loops' must be True, False or auto, got {value!r}"),
     "num_threads": Key(lambda v: v is None or (_int(v) and v >= 1),
                        "config key 'num_threads' must be null or a positive integer, got {value!r}",
                        nullable=True, volatile=True),
@@ -291,10 +293,13 @@ def validate(values: Dict[str, Any], grid_keys: List[str], yaml_grid_keys: set) 
 def run_identity(values: Mapping[str, Any]) -> str:
     """A hash of every setting that shapes the run (the keys that are not ``volatile``), so a
     checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its two keys
-    are left out too: the identity of runs from before those keys existed."""
+    are left out too, and ``isolated_self_loops`` when it is ``auto`` (off then): the identity of runs
+    from before those keys existed."""
     relevant = {k: v for k, v in values.items() if not key(k).volatile}
     if not relevant.get("cold_item_ratio"):
         relevant.pop("cold_item_ratio", None)
         relevant.pop("cold_item_seed", None)
+        if str(relevant.get("isolated_self_loops", "auto")).lower() == "auto":
+            relevant.pop("isolated_self_loops", None)
     return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender, emb_loss
-from mmrec_motor.models.graphs import normalized_interaction_graph
+from mmrec_motor.models.graphs import isolated_self_loops_on, normalized_interaction_graph
 
 
 def _cos_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -48,7 +48,8 @@ class BM3(GeneralRecommender):
         self.dropout = config["dropout"]
 
         self.norm_adj = normalized_interaction_graph(dataset.inter_matrix(form="coo"), self.n_users,
-                                                     self.n_items, self.device)
+                                                     self.n_items, self.device,
+                                                     isolated_self_loops=isolated_self_loops_on(config))
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_dim)
         self.item_id_embedding = nn.Embedding(self.n_items, self.embedding_dim)
         nn.init.xavier_uniform_(self.user_embedding.weight)

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
 from mmrec_motor.models.graphs import (bipartite_edge_norm, cached_graph, fingerprint, graph_cache_dir,
-                                       knn_graph, normalized_interaction_graph, to_sparse_tensor)
+                                       isolated_self_loops_on, knn_graph, normalized_interaction_graph,
+                                       to_sparse_tensor)
 
 
 def _bpr(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -43,7 +44,8 @@ class FREEDOM(GeneralRecommender):
         self.dropout = config["dropout"]
 
         inter = dataset.inter_matrix(form="coo")
-        self.norm_adj = normalized_interaction_graph(inter, self.n_users, self.n_items, self.device)
+        self.norm_adj = normalized_interaction_graph(inter, self.n_users, self.n_items, self.device,
+                                                     isolated_self_loops=isolated_self_loops_on(config))
         self.masked_adj = self.norm_adj
         self.edge_users = torch.from_numpy(inter.row.astype("int64")).to(self.device)
         self.edge_items = torch.from_numpy(inter.col.astype("int64")).to(self.device)

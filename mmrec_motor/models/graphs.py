@@ -21,12 +21,46 @@ def to_sparse_tensor(indices: torch.Tensor, values: torch.Tensor, size) -> torch
     return torch.sparse_coo_tensor(indices, values, size, check_invariants=False).coalesce()
 
 
+def isolated_self_loops_on(config) -> bool:
+    """Config key ``isolated_self_loops``: True / False, or ``auto`` (the default) = on exactly when the
+    inductive cold-start protocol holds items out of training (``cold_item_ratio`` > 0)."""
+    value = config["isolated_self_loops"]
+    if value is None or str(value).lower() == "auto":
+        return bool(config["cold_item_ratio"])
+    return bool(value)
+
+
+def with_isolated_self_loops(adj: sp.spmatrix) -> sp.csr_matrix:
+    """``adj`` plus a self-loop of weight 1 on every node whose row is empty (no edge).
+
+    Propagation X_{k+1} = A X_k zeroes such a node after the first layer, so a layer mean
+    (1 / (K+1)) sum_k X_k keeps only 1 / (K+1) of its own embedding: an item held out of training
+    (inductive cold start) is scored at that fraction of its length whatever its embedding says. With
+    the loop, X_{k+1}[i] = X_k[i] and the layer mean is X_0[i]. Rows that have an edge are unchanged.
+    """
+    adj = sp.csr_matrix(adj)
+    isolated = np.flatnonzero(np.diff(adj.indptr) == 0)
+    if len(isolated) == 0:
+        return adj
+    loops = sp.csr_matrix((np.ones(len(isolated), dtype=adj.dtype), (isolated, isolated)), shape=adj.shape)
+    return (adj + loops).tocsr()
+
+
+def sparse_from_scipy(matrix: sp.spmatrix, device) -> torch.Tensor:
+    """A scipy sparse matrix as a coalesced float32 torch COO tensor on ``device``."""
+    coo = sp.coo_matrix(matrix)
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return to_sparse_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape).to(device)
+
+
 def normalized_interaction_graph(inter: sp.coo_matrix, n_users: int, n_items: int,
-                                 device) -> torch.Tensor:
+                                 device, isolated_self_loops: bool = False) -> torch.Tensor:
     """The symmetric normalised adjacency of the user-item bipartite graph.
 
     A = [[0, R], [R^T, 0]] of size (U+I) x (U+I), R the binary interactions; returns
-    D^{-1/2} A D^{-1/2} with D = diag(rowsum(A) + 1e-7) (the epsilon as in MMRec).
+    D^{-1/2} A D^{-1/2} with D = diag(rowsum(A) + 1e-7) (the epsilon as in MMRec);
+    ``isolated_self_loops``: plus 1 on the diagonal of the nodes without an edge
+    (:func:`with_isolated_self_loops`).
     """
     rows = np.concatenate([inter.row, inter.col + n_users])
     cols = np.concatenate([inter.col + n_users, inter.row])
@@ -35,9 +69,9 @@ def normalized_interaction_graph(inter: sp.coo_matrix, n_users: int, n_items: in
     adj.data[:] = 1.0
     inv_sqrt = np.power(np.asarray(adj.sum(axis=1)).ravel() + 1e-7, -0.5)
     norm = sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
-    norm = norm.tocoo()
-    indices = torch.from_numpy(np.vstack([norm.row, norm.col]).astype(np.int64))
-    return to_sparse_tensor(indices, torch.from_numpy(norm.data.astype(np.float32)), (n, n)).to(device)
+    if isolated_self_loops:
+        norm = with_isolated_self_loops(norm)
+    return sparse_from_scipy(norm, device)
 
 
 def bipartite_edge_norm(users: torch.Tensor, items: torch.Tensor, n_users: int,

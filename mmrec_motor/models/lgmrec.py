@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender, emb_loss
-from mmrec_motor.models.graphs import normalized_interaction_graph, to_sparse_tensor
+from mmrec_motor.models.graphs import isolated_self_loops_on, normalized_interaction_graph, to_sparse_tensor
 
 
 def _hypergraph_pass(item_hyper: torch.Tensor, user_hyper: torch.Tensor, items: torch.Tensor,
@@ -87,7 +87,8 @@ class LGMRec(GeneralRecommender):
                                     (self.n_users, self.n_items)).to(self.device)
         user_deg = torch.bincount(indices[0], minlength=self.n_users).float()
         self.user_inv_deg = (1.0 / (user_deg + 1e-7)).unsqueeze(1).to(self.device)       # [U, 1]
-        self.norm_adj = normalized_interaction_graph(inter, self.n_users, self.n_items, self.device)
+        self.norm_adj = normalized_interaction_graph(inter, self.n_users, self.n_items, self.device,
+                                                     isolated_self_loops=isolated_self_loops_on(config))
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_dim)
         self.item_id_embedding = nn.Embedding(self.n_items, self.embedding_dim)

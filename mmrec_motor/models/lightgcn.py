@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from mmrec_motor.models.common import GeneralRecommender, bpr_loss, emb_loss
-from mmrec_motor.models.graphs import normalized_interaction_graph
+from mmrec_motor.models.graphs import isolated_self_loops_on, normalized_interaction_graph
 
 
 class LightGCN(GeneralRecommender):
@@ -24,7 +24,8 @@ class LightGCN(GeneralRecommender):
         self.n_layers = config["n_layers"]
         self.reg_weight = config["reg_weight"]
         self.norm_adj_matrix = normalized_interaction_graph(dataset.inter_matrix(form="coo"), self.n_users,
-                                                            self.n_items, self.device)
+                                                            self.n_items, self.device,
+                                                            isolated_self_loops=isolated_self_loops_on(config))
         self.embedding_dict = nn.ParameterDict({
             "user_emb": nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, self.latent_dim))),
             "item_emb": nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, self.latent_dim))),

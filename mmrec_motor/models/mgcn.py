@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.graphs import (cached_graph, fingerprint, graph_cache_dir,
+from mmrec_motor.models.graphs import (cached_graph, fingerprint, graph_cache_dir, isolated_self_loops_on,
                                        normalized_interaction_graph, to_sparse_tensor, weighted_knn_graph)
 
 CL_TEMPERATURE = 0.2
@@ -55,7 +55,8 @@ class MGCN(GeneralRecommender):
         self.cl_weight = config["cl_loss"]
 
         inter = dataset.inter_matrix(form="coo")
-        self.norm_adj = normalized_interaction_graph(inter, self.n_users, self.n_items, self.device)
+        self.norm_adj = normalized_interaction_graph(inter, self.n_users, self.n_items, self.device,
+                                                     isolated_self_loops=isolated_self_loops_on(config))
         self.R = self._user_item_block(self.norm_adj)
 
         self.user_embedding = nn.Embedding(self.n_users, d)

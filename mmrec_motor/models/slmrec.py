@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.graphs import to_sparse_tensor
+from mmrec_motor.models.graphs import isolated_self_loops_on, sparse_from_scipy, with_isolated_self_loops
 
 
 def _inverse(values: np.ndarray, power: float) -> np.ndarray:
@@ -51,10 +51,11 @@ def _inverse(values: np.ndarray, power: float) -> np.ndarray:
 
 
 def slmrec_adjacency(inter: sp.coo_matrix, n_users: int, n_items: int, adj_type: str,
-                     device) -> torch.Tensor:
+                     device, isolated_self_loops: bool = False) -> torch.Tensor:
     """The (U+I) x (U+I) propagation matrix of SLMRec's ``adj_type``, with B the binary bipartite
     adjacency and D its row sums: plain B; norm D'^{-1}(B + Id) (D' the row sums of B + Id);
-    gcmc D^{-1} B; pre D^{-1/2} B D^{-1/2} (row sums + 1e-8); anything else ("mean") D^{-1} B + Id."""
+    gcmc D^{-1} B; pre D^{-1/2} B D^{-1/2} (row sums + 1e-8); anything else ("mean") D^{-1} B + Id;
+    ``isolated_self_loops``: plus 1 on the diagonal of nodes whose row is still empty (graphs.py)."""
     n = n_users + n_items
     rows = np.concatenate([inter.row, inter.col + n_users])
     cols = np.concatenate([inter.col + n_users, inter.row])
@@ -73,9 +74,9 @@ def slmrec_adjacency(inter: sp.coo_matrix, n_users: int, n_items: int, adj_type:
         out = inv_sqrt @ adj @ inv_sqrt
     else:
         out = sp.diags(_inverse(np.asarray(adj.sum(1)).ravel(), -1.0)) @ adj + eye
-    out = sp.coo_matrix(out)
-    indices = torch.from_numpy(np.vstack([out.row, out.col]).astype(np.int64))
-    return to_sparse_tensor(indices, torch.from_numpy(out.data.astype(np.float32)), (n, n)).to(device)
+    if isolated_self_loops:
+        out = with_isolated_self_loops(out)
+    return sparse_from_scipy(out, device)
 
 
 def _xavier_linear(n_in: int, n_out: int) -> nn.Linear:
@@ -143,7 +144,7 @@ class SLMRec(GeneralRecommender):
 
         inter = dataset.inter_matrix(form="coo")
         self.norm_adj = slmrec_adjacency(inter, self.n_users, self.n_items, config["adj_type"],
-                                         self.device)
+                                         self.device, isolated_self_loops_on(config))
 
     # --- propagation -------------------------------------------------------------------------
     def _item_inputs(self):

@@ -1,0 +1,81 @@
+"""``isolated_self_loops``: a node without a training edge keeps its own embedding through a graph
+backbone's layers (models/graphs.py), on under the inductive cold-start protocol only (``auto``)."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from mmrec_motor.config import Config, ConfigError
+from mmrec_motor.keys import run_identity
+from mmrec_motor.models.graphs import (isolated_self_loops_on, normalized_interaction_graph,
+                                       with_isolated_self_loops)
+from mmrec_motor.models.slmrec import slmrec_adjacency
+from tests.backbones import build, toy_config
+
+# 2 users, 3 items: user 0 - items 0, 1; user 1 - item 1; item 2 has no edge.
+INTER = sp.coo_matrix((np.ones(3), ([0, 0, 1], [0, 1, 1])), shape=(2, 3))
+
+
+def test_normalised_graph_by_hand():
+    plain = normalized_interaction_graph(INTER, 2, 3, "cpu").to_dense()
+    looped = normalized_interaction_graph(INTER, 2, 3, "cpu", isolated_self_loops=True).to_dense()
+    # degrees: user 0: 2, user 1: 1, item 0: 1, item 1: 2, item 2: 0 -> nodes 0..4
+    expected = torch.zeros(5, 5)
+    for u, i in [(0, 0), (0, 1), (1, 1)]:
+        du, di = [2, 1][u], [1, 2, 0][i]
+        expected[u, 2 + i] = expected[2 + i, u] = 1.0 / np.sqrt(du * di)
+    torch.testing.assert_close(plain, expected)
+    expected[4, 4] = 1.0
+    torch.testing.assert_close(looped, expected)
+
+
+def test_only_empty_rows_get_a_loop():
+    adj = sp.csr_matrix(np.array([[0.0, 0.5, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=np.float32))
+    out = with_isolated_self_loops(adj).toarray()
+    np.testing.assert_array_equal(out, [[0.0, 0.5, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    full = sp.csr_matrix(np.eye(2, dtype=np.float32))
+    np.testing.assert_array_equal(with_isolated_self_loops(full).toarray(), np.eye(2))
+
+
+@pytest.mark.parametrize("adj_type", ["pre", "gcmc", "plain"])
+def test_slmrec_adjacency_loops_its_isolated_item(adj_type):
+    plain = slmrec_adjacency(INTER, 2, 3, adj_type, "cpu").to_dense()
+    looped = slmrec_adjacency(INTER, 2, 3, adj_type, "cpu", isolated_self_loops=True).to_dense()
+    assert plain[4].abs().sum() == 0
+    diff = looped - plain
+    assert diff[4, 4] == 1.0 and diff.abs().sum() == 1.0
+
+
+@pytest.mark.parametrize("value, ratio, expected", [("auto", 0.0, False), ("auto", 0.1, True),
+                                                    (True, 0.0, True), (False, 0.1, False)])
+def test_auto_follows_the_cold_start_protocol(value, ratio, expected):
+    assert isolated_self_loops_on({"isolated_self_loops": value, "cold_item_ratio": ratio}) is expected
+
+
+def test_bad_value_is_named(tmp_path, run_dirs):
+    with pytest.raises(ConfigError, match="'isolated_self_loops' must be True, False or auto, got 'yes'"):
+        Config("LightGCN", "toy", {"data_path": str(tmp_path), "isolated_self_loops": "yes", **run_dirs})
+
+
+def test_run_identity_of_an_ordinary_run_is_unchanged():
+    base = {"model": "LightGCN", "learning_rate": 0.001, "cold_item_ratio": 0.0}
+    assert run_identity({**base, "isolated_self_loops": "auto"}) == run_identity(base)
+    assert run_identity({**base, "isolated_self_loops": True}) != run_identity(base)
+    cold = {**base, "cold_item_ratio": 0.1}
+    assert run_identity({**cold, "isolated_self_loops": "auto"}) != run_identity(cold)
+
+
+@pytest.mark.parametrize("loops, factor", [(True, 1.0), (False, 1.0 / 3)])
+def test_lightgcn_held_out_item_keeps_its_embedding(tmp_path, run_dirs, loops, factor):
+    """n_layers = 2: a held-out item's output is its layer-0 row with the loop, 1/3 of it without."""
+    config = toy_config("LightGCN", {"n_layers": 2, "reg_weight": 1e-4}, tmp_path, run_dirs,
+                        cold_item_ratio=0.1, isolated_self_loops=loops)
+    data, model, _ = build(config)
+    cold = torch.as_tensor(data.cold_items)
+    assert len(cold) > 0
+    with torch.no_grad():
+        _, items = model.forward()
+        ego = model.embedding_dict["item_emb"]
+        torch.testing.assert_close(items[cold], ego[cold] * factor)
+        warm = torch.as_tensor(np.setdiff1d(np.unique(data.train.items), data.cold_items))
+        assert not torch.allclose(items[warm], ego[warm] * factor)
