@@ -117,14 +117,14 @@ class TokenCrossNetwork(nn.Module):
         tokens: one int array (n_items, M_m) per modality, values in [0, K_m).
         codebook_sizes: K_m per modality.
         dim: d (the backbone's embedding size).
-        variant: ``'agnostic'`` | ``'specific'`` | ``'mean'``.
+        variant: ``'agnostic'`` | ``'specific'`` | ``'mean'`` | ``'fm'``.
         n_layers: cross layers (per tower); >= 0.
         rank: r >= 1.
         init_bound: ID-table bound a; None -> sqrt(6 / (n_items + d)). Token tables use a * sqrt(L).
         seed: seed of the private init generator.
         modality_names: labels for reports.
         cross_dim: c, the width of a token inside the cross towers (``motor_tcn_dim``); None, 0 or
-            >= d -> d (no projection). Ignored by ``'mean'``.
+            >= d -> d (no projection). Ignored by ``'mean'`` and ``'fm'``.
 
     forward(idx=None) -> (n_items, d) or (len(idx), d).
     """
