@@ -3,7 +3,7 @@ equal counts on both sides, and bad specs refused."""
 import pytest
 
 from mmrec_motor.config import Config, ConfigError
-from mmrec_motor.tuning import backbone_points, tuning_plan
+from mmrec_motor.experiments.tuning import backbone_points, tuning_plan
 
 
 def test_bpr_grid_reduced_to_evenly_spaced_points():

@@ -36,7 +36,7 @@ def add_protocol(cli: argparse.ArgumentParser) -> argparse.ArgumentParser:
     cli.add_argument("--protocol", choices=("defaults", "tuned"), default="defaults",
                      help="defaults: each grid key at its first value (and MOTOR's defaults); tuned: each "
                           "side trains --budget combinations and reports its best on validation "
-                          "(mmrec_motor/tuning.py)")
+                          "(mmrec_motor/experiments/tuning.py)")
     cli.add_argument("--budget", type=int, default=4, help="combinations per side with --protocol tuned "
                                                           "(default 4)")
     return cli

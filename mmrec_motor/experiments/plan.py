@@ -68,11 +68,11 @@ def trains(model: str, dataset: str) -> bool:
 
 def tuned_plan(models: Sequence[str], datasets: Sequence[str], variants: Sequence[str],
                seeds: Sequence[int], budget: int, overrides: Mapping[str, Any]) -> List[RunSpec]:
-    """The runs of the tuned protocol (:mod:`mmrec_motor.tuning`): per model x dataset x side x seed,
-    the side's ``budget`` combinations, run k tagged ``t<k>`` with its pinned keys and the two tuning
-    keys (``tuning_budget``, ``tuning_combination``). An untrained baseline runs once, on the ID side,
-    and has no MOTOR side."""
-    from mmrec_motor.tuning import tuning_plan
+    """The runs of the tuned protocol (:mod:`mmrec_motor.experiments.tuning`): per model x dataset x
+    side x seed, the side's ``budget`` combinations, run k tagged ``t<k>`` with its pinned keys and the
+    two tuning keys (``tuning_budget``, ``tuning_combination``). An untrained baseline runs once, on
+    the ID side, and has no MOTOR side."""
+    from mmrec_motor.experiments.tuning import tuning_plan
 
     specs: List[RunSpec] = []
     for m in models:

@@ -148,8 +148,8 @@ def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
         lines += [f"## {dataset}, tuned protocol", "",
                   "Each side trained the same number of combinations (`combinations ID/MOTOR`, per seed: "
                   "the backbone grid reduced to evenly spaced points, MOTOR's `motor_tuning_grid` paired "
-                  "with them; mmrec_motor/tuning.py) and reports the test metrics of its best combination "
-                  "on validation.", ""]
+                  "with them; mmrec_motor/experiments/tuning.py) and reports the test metrics of its best "
+                  "combination on validation.", ""]
         table = []
         for model in sorted({r["model"] for r in tuned if r["dataset"] == dataset}):
             mine = [r for r in tuned if r["dataset"] == dataset and r["model"] == model]

@@ -33,9 +33,9 @@ Differences from MMRec's port:
 import torch
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.dualgnn import (ModalityGCN, interaction_graph, log2_bpr, modality_weights,
-                                        user_cooccurrence_graph)
-from mmrec_motor.models.graphs import cached_graph, fingerprint, graph_cache_dir, knn_graph
+from mmrec_motor.models.dualgnn import (add_modality_towers, modality_weights, towers_loss,
+                                        user_item_and_user_graphs)
+from mmrec_motor.models.graphs import mixed_knn_graph
 
 
 class DRAGON(GeneralRecommender):
@@ -48,35 +48,12 @@ class DRAGON(GeneralRecommender):
         self.mm_image_weight = config["mm_image_weight"]
         self.reg_weight = config["reg_weight"]
         self.user_knn_k = config["user_knn_k"] or 40
-        inter = dataset.inter_matrix(form="coo")
-        self.adj = interaction_graph(inter, self.n_users, self.n_items, config["aggr_mode"] or "add",
-                                     self.device)
-        self.user_graph = user_cooccurrence_graph(config, inter, self.n_users, self.user_knn_k, self.device)
-        self.mm_adj = self._item_graph(config)
-        self.modalities = []
-        if self.v_feat is not None:
-            self.v_gcn = ModalityGCN(self.n_users, self.v_feat.shape[1], self.embedding_dim)
-            self.modalities.append(("v_gcn", "v_feat"))
-        if self.t_feat is not None:
-            self.t_gcn = ModalityGCN(self.n_users, self.t_feat.shape[1], self.embedding_dim)
-            self.modalities.append(("t_gcn", "t_feat"))
+        self.adj, self.user_graph = user_item_and_user_graphs(config, dataset, self.n_users, self.n_items,
+                                                              self.user_knn_k, self.device)
+        self.mm_adj = mixed_knn_graph(config, "dragon_mm_adj", self.v_feat, self.t_feat, self.knn_k,
+                                      self.mm_image_weight, self.device)
+        self.modalities = add_modality_towers(self, self.embedding_dim)
         self.weight_u = modality_weights(self.n_users)
-
-    def _item_graph(self, config) -> torch.Tensor:
-        """The frozen item-item kNN graph of the raw features, cached by k, modalities and weight."""
-        present = [(m, f) for m, f in (("v", self.v_feat), ("t", self.t_feat)) if f is not None]
-        modalities = "".join(m for m, _ in present)
-        weight = self.mm_image_weight if modalities == "vt" else 1.0
-
-        def build() -> torch.Tensor:
-            graphs = {m: knn_graph(f, self.knn_k) for m, f in present}
-            if len(graphs) == 1:
-                return next(iter(graphs.values()))
-            return (weight * graphs["v"] + (1.0 - weight) * graphs["t"]).coalesce()
-
-        parts = ["dragon_mm_adj", f"k{self.knn_k}", f"w{weight:g}", modalities,
-                 fingerprint(self.v_feat, self.t_feat)]
-        return cached_graph(graph_cache_dir(config), parts, build, self.device)
 
     def forward(self):
         """(users [U, M d], items [I, M d]), M the number of modalities."""
@@ -93,14 +70,7 @@ class DRAGON(GeneralRecommender):
         return users, items + h
 
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
-        users, pos, neg = interaction[0], interaction[1], interaction[2]
-        user_out, item_out = self.forward()
-        u = user_out[users]
-        loss = log2_bpr((u * item_out[pos]).sum(1), (u * item_out[neg]).sum(1))
-        reg = self.weight_u.pow(2).mean()
-        for gcn, _ in self.modalities:
-            reg = reg + getattr(self, gcn).preference[users].pow(2).mean()
-        return loss + self.reg_weight * reg
+        return towers_loss(self, interaction, [self.weight_u])
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         user_out, item_out = self.forward()

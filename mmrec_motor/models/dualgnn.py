@@ -28,6 +28,8 @@ Differences from MMRec's port:
   * ``full_sort_predict`` recomputes the representations with the current parameters.
 """
 
+from typing import List, Sequence, Tuple
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -89,9 +91,51 @@ def modality_weights(rows: int) -> nn.Parameter:
     return nn.Parameter(torch.softmax(nn.init.xavier_normal_(torch.empty(rows, 2, 1)), dim=1))
 
 
+def user_item_and_user_graphs(config, dataset, n_users: int, n_items: int, k: int, device
+                              ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(A, G): the modality GCNs' user-item adjacency [U + I, U + I] (:func:`interaction_graph`,
+    ``aggr_mode`` 'add' when unset) and the user co-occurrence graph [U, U] of each user's k top
+    users (:func:`user_cooccurrence_graph`)."""
+    inter = dataset.inter_matrix(form="coo")
+    adj = interaction_graph(inter, n_users, n_items, config["aggr_mode"] or "add", device)
+    return adj, user_cooccurrence_graph(config, inter, n_users, k, device)
+
+
+def add_modality_towers(model: GeneralRecommender, dim: int) -> List[Tuple[str, str]]:
+    """One :class:`ModalityGCN` (d = ``dim``) per modality the model has: ``model.v_gcn`` on
+    ``v_feat``, then ``model.t_gcn`` on ``t_feat``. Returns [(tower attribute, feature attribute)]."""
+    modalities = []
+    for m in ("v", "t"):
+        feat = getattr(model, f"{m}_feat")
+        if feat is not None:
+            setattr(model, f"{m}_gcn", ModalityGCN(model.n_users, feat.shape[1], dim))
+            modalities.append((f"{m}_gcn", f"{m}_feat"))
+    return modalities
+
+
 def log2_bpr(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """-mean log2 sigmoid(pos - neg), computed stably."""
     return -F.logsigmoid(pos - neg).mean() / LN2
+
+
+def towers_loss(model: GeneralRecommender, interaction: torch.Tensor, weights: Sequence[torch.Tensor]
+                ) -> torch.Tensor:
+    """DualGNN's and DRAGON's loss on ``model.forward()``'s (users, items), batch (u, i+, i-) of B rows:
+
+        -mean log2 sigmoid(s(u, i+) - s(u, i-)) + reg_weight (sum_w mean w^2 + sum_m mean P_m[u]^2)
+
+    w over ``weights`` (the modality weights), P_m the towers' user preferences (``model.modalities``).
+    """
+    users, pos, neg = interaction[0], interaction[1], interaction[2]
+    user_out, item_out = model.forward()
+    u = user_out[users]
+    loss = log2_bpr((u * item_out[pos]).sum(1), (u * item_out[neg]).sum(1))
+    reg = weights[0].pow(2).mean()
+    for w in weights[1:]:
+        reg = reg + w.pow(2).mean()
+    for gcn, _ in model.modalities:
+        reg = reg + getattr(model, gcn).preference[users].pow(2).mean()
+    return loss + model.reg_weight * reg
 
 
 class DualGNN(GeneralRecommender):
@@ -101,17 +145,9 @@ class DualGNN(GeneralRecommender):
         self.n_layers = config["n_layers"]
         self.reg_weight = config["reg_weight"]
         self.user_knn_k = config["user_knn_k"] or 40
-        inter = dataset.inter_matrix(form="coo")
-        self.adj = interaction_graph(inter, self.n_users, self.n_items, config["aggr_mode"] or "add",
-                                     self.device)
-        self.user_graph = user_cooccurrence_graph(config, inter, self.n_users, self.user_knn_k, self.device)
-        self.modalities = []
-        if self.v_feat is not None:
-            self.v_gcn = ModalityGCN(self.n_users, self.v_feat.shape[1], self.embedding_dim)
-            self.modalities.append(("v_gcn", "v_feat"))
-        if self.t_feat is not None:
-            self.t_gcn = ModalityGCN(self.n_users, self.t_feat.shape[1], self.embedding_dim)
-            self.modalities.append(("t_gcn", "t_feat"))
+        self.adj, self.user_graph = user_item_and_user_graphs(config, dataset, self.n_users, self.n_items,
+                                                              self.user_knn_k, self.device)
+        self.modalities = add_modality_towers(self, self.embedding_dim)
         self.weight_u = modality_weights(self.n_users)
         self.weight_i = modality_weights(self.n_items)
 
@@ -127,14 +163,7 @@ class DualGNN(GeneralRecommender):
         return users, items
 
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
-        users, pos, neg = interaction[0], interaction[1], interaction[2]
-        user_out, item_out = self.forward()
-        u = user_out[users]
-        loss = log2_bpr((u * item_out[pos]).sum(1), (u * item_out[neg]).sum(1))
-        reg = self.weight_u.pow(2).mean() + self.weight_i.pow(2).mean()
-        for gcn, _ in self.modalities:
-            reg = reg + getattr(self, gcn).preference[users].pow(2).mean()
-        return loss + self.reg_weight * reg
+        return towers_loss(self, interaction, [self.weight_u, self.weight_i])
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         user_out, item_out = self.forward()

@@ -21,9 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
-from mmrec_motor.models.graphs import (bipartite_edge_norm, cached_graph, fingerprint, graph_cache_dir,
-                                       isolated_self_loops_on, knn_graph, normalized_interaction_graph,
-                                       to_sparse_tensor)
+from mmrec_motor.models.graphs import (bipartite_edge_norm, isolated_self_loops_on, mixed_knn_graph,
+                                       normalized_interaction_graph, to_sparse_tensor)
 
 
 def _bpr(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -62,24 +61,8 @@ class FREEDOM(GeneralRecommender):
         if self.t_feat is not None:
             self.text_embedding = nn.Embedding.from_pretrained(self.t_feat, freeze=False)
             self.text_trs = nn.Linear(self.t_feat.shape[1], self.feat_embed_dim)
-        self.mm_adj = self._item_graph(config)
-
-    def _item_graph(self, config) -> torch.Tensor:
-        """The frozen modality graph, from the cache when the same features and parameters built it."""
-        modalities = "".join(m for m, f in (("v", self.v_feat), ("t", self.t_feat)) if f is not None)
-        cache_dir = graph_cache_dir(config)
-        weight = self.mm_image_weight if modalities == "vt" else 1.0
-
-        def build() -> torch.Tensor:
-            graphs = {m: knn_graph(f, self.knn_k)
-                      for m, f in (("v", self.v_feat), ("t", self.t_feat)) if f is not None}
-            if len(graphs) == 1:
-                return next(iter(graphs.values()))
-            return (weight * graphs["v"] + (1.0 - weight) * graphs["t"]).coalesce()
-
-        parts = ["freedom_mm_adj", f"k{self.knn_k}", f"w{weight:g}", modalities,
-                 fingerprint(self.v_feat, self.t_feat)]
-        return cached_graph(cache_dir, parts, build, self.device)
+        self.mm_adj = mixed_knn_graph(config, "freedom_mm_adj", self.v_feat, self.t_feat, self.knn_k,
+                                      self.mm_image_weight, self.device)
 
     def pre_epoch_processing(self) -> None:
         """Degree-sensitive edge pruning of the user-item graph for this epoch."""

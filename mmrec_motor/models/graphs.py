@@ -168,6 +168,29 @@ def cached_graph(cache_dir: Optional[str], name_parts: Sequence, build, device) 
     return graph.to(device)
 
 
+def mixed_knn_graph(config, name: str, v_feat: Optional[torch.Tensor], t_feat: Optional[torch.Tensor],
+                    k: int, image_weight: float, device) -> torch.Tensor:
+    """The frozen item-item graph of the raw features (FREEDOM's and DRAGON's), [I, I] sparse:
+
+        S = w S_v + (1 - w) S_t,   S_m = knn_graph(features of m, k),   w = ``image_weight``
+
+    (one modality: S = S_m). Cached (:func:`cached_graph`) as
+    ``<name>_k<k>_w<w>_<modalities>_<fingerprint of the features>.pt``, w = 1 for one modality.
+    """
+    present = [(m, f) for m, f in (("v", v_feat), ("t", t_feat)) if f is not None]
+    modalities = "".join(m for m, _ in present)
+    weight = image_weight if modalities == "vt" else 1.0
+
+    def build() -> torch.Tensor:
+        graphs = {m: knn_graph(f, k) for m, f in present}
+        if len(graphs) == 1:
+            return next(iter(graphs.values()))
+        return (weight * graphs["v"] + (1.0 - weight) * graphs["t"]).coalesce()
+
+    parts = [name, f"k{k}", f"w{weight:g}", modalities, fingerprint(v_feat, t_feat)]
+    return cached_graph(graph_cache_dir(config), parts, build, device)
+
+
 def cosine_knn_edges(features: torch.Tensor, k: int, chunk: int = 2048):
     """The k most cosine-similar items of every item (itself included) as weighted edges.
 

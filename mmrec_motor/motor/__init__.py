@@ -5,13 +5,21 @@ backbones and upstream MMRec's model objects alike.
 
 Modules, one job each:
 
-* :mod:`.tokenizer`      features -> token IDs (faiss PQ / OPQ / RQ) + statistics
-* :mod:`.cache`          LMDB cache of token matrices (checksummed, self-healing)
-* :mod:`.tcn`            token tables + Token Cross Network (agnostic / specific / mean)
-* :mod:`.item_embedding` ``MotorItemEmbedding``: the ``nn.Embedding`` drop-in, cached once per step
-* :mod:`.adapters`       where each backbone keeps its item ID table and how it is swapped
-* :mod:`.hook`           ``motorize(model, config)``: all of the above, after model init
-* :mod:`.dataset_report` ``tokenize_dataset(config)``: the ``mmrec-motor tokenize`` report
+* :mod:`.tokenizer`         features -> token IDs (faiss PQ / OPQ / RQ) + statistics, on the next three:
+* :mod:`.tokenizer_params`  the settings, and the PCA width and codebook size they give a dataset
+* :mod:`.preprocess`        feature checks, normalisation, PCA (randomized SVD)
+* :mod:`.codes`             faiss' packed codes <-> token matrices, token statistics
+* :mod:`.cache`             LMDB cache of token matrices (checksummed, self-healing)
+* :mod:`.tcn`               the Token Cross Network (agnostic / specific / mean / fm), on the next three:
+* :mod:`.token_embedding`   the token tables and their sparse reads (pooled mean, flat token rows)
+* :mod:`.cross`             the low-rank DCN-v2 cross layers and towers
+* :mod:`.fm`                the ``fm`` variant's pairwise term
+* :mod:`.content`           token tables started at / anchored on the items' content
+* :mod:`.fine`              fine content tokens (one k-means cell per item and modality)
+* :mod:`.item_embedding`    ``MotorItemEmbedding``: the ``nn.Embedding`` drop-in, cached once per step
+* :mod:`.adapters`          where each backbone keeps its item ID table and how it is swapped
+* :mod:`.hook`              ``motorize(model, config)``: all of the above, after model init
+* :mod:`.dataset_report`    ``tokenize_dataset(config)``: the ``mmrec-motor tokenize`` report
 """
 from .adapters import (Adapter, AlreadyMotorizedError, AttributeAdapter, EmbeddingAdapter,
                        JointTableAdapter, MotorNotApplicableError, ParameterDictAdapter,

@@ -65,7 +65,8 @@ DEFAULTS: Dict[str, Any] = {
     "motor_content": "init",
     "motor_token_dropout": 0.0,
     "motor_fine_nbits": "auto",
-    "motor_tuning_grid": {"motor_fine_nbits": ["auto", None]},   # read by the tuned protocol (mmrec_motor/tuning.py), not here
+    # read by the tuned protocol (mmrec_motor/experiments/tuning.py), not here
+    "motor_tuning_grid": {"motor_fine_nbits": ["auto", None]},
 }
 
 _MODALITY_FILE_KEYS = {"v": "vision_feature_file", "vision": "vision_feature_file",

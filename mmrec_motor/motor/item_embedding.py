@@ -33,8 +33,6 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .tcn import TokenCrossNetwork
-
 
 # Every optimizer step anywhere bumps this counter, which is part of the cache key. Parameter
 # ``_version`` counters alone are not enough: torch's fused Adam/AdamW/SGD update parameters in place
@@ -59,14 +57,15 @@ def _make_invalidation_hook(module_ref, tensor_ref):
 
 
 class MotorItemEmbedding(nn.Module):
-    """Item table (n_items, d) computed from item tokens by a :class:`TokenCrossNetwork`.
+    """Item table (n_items, d) computed from item tokens by a :class:`~.tcn.TokenCrossNetwork`.
 
     Args:
-        network: the token network; ``network()`` returns (n_items, d).
+        network: the token network, any module with ``num_items``, ``dim`` and ``network()`` ->
+            (n_items, d) (this module does not import :mod:`.tcn`: it only calls the network).
         cache: reuse ``.weight`` within a step (see module docstring). False = recompute every read.
     """
 
-    def __init__(self, network: TokenCrossNetwork, cache: bool = True):
+    def __init__(self, network: nn.Module, cache: bool = True):
         super().__init__()
         self.tcn = network
         self.num_embeddings = int(network.num_items)
