@@ -126,8 +126,9 @@ KEYS: Dict[str, Key] = {
     "grid": Key(lambda v: v is None or str(v).lower() in ("full", "first"),
                 "config key 'grid' is {value!r}; expected 'full' (every combination) or 'first' (each grid "
                 "key but seed at its first value)", nullable=True, volatile=True),
-    "isolated_self_loops": Key(lambda v: isinstance(v, bool) or str(v).lower() == "auto",
-                               "config key 'isolated_self_loops' must be True, False or auto, got {value!r}"),
+    "isolated_self_loops": Key(lambda v: v is None or isinstance(v, bool) or str(v).lower() == "auto",
+                               "config key 'isolated_self_loops' must be True, False or auto, got {value!r}",
+                               nullable=True),     # null (a config from before the key) = auto
     "num_threads": Key(lambda v: v is None or (_int(v) and v >= 1),
                        "config key 'num_threads' must be null or a positive integer, got {value!r}",
                        nullable=True, volatile=True),

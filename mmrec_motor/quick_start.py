@@ -224,11 +224,14 @@ class LoadedRun(NamedTuple):
     checkpoint: Dict[str, Any]      # epoch, valid and test metrics of the best model
 
 
-def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None) -> LoadedRun:
+def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None,
+             overrides: Optional[Mapping[str, Any]] = None) -> LoadedRun:
     """Rebuild a finished run from its best checkpoint (as RecBole's ``load_data_and_model``): the
     config the checkpoint stores (``config``, a run's resolved config, e.g. its result file's, for a
     checkpoint written before they stored it), then its data and model as the run built them, the
-    model holding the checkpoint's weights. The device is this machine's (``use_gpu`` / ``gpu_id``)."""
+    model holding the checkpoint's weights. The device is this machine's (``use_gpu`` / ``gpu_id``).
+    ``overrides``: keys that replace the stored ones (an evaluation rule such as ``isolated_self_loops``;
+    a key that shapes the parameters makes ``load_state_dict`` fail)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{checkpoint} is not a best-model checkpoint")
@@ -239,7 +242,7 @@ def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None) -> Loa
     if values is None:
         raise ValueError(f"{checkpoint} stores no config (written before checkpoints held one); pass the "
                          f"run's config (its result file's 'config')")
-    run_config = Config.from_dict(values)
+    run_config = Config.from_dict({**values, **(overrides or {})})
     apply_threads(run_config["num_threads"])
     data = load_data(run_config)
     init_seed(run_config["seed"])
