@@ -79,3 +79,32 @@ def test_lightgcn_held_out_item_keeps_its_embedding(tmp_path, run_dirs, loops, f
         torch.testing.assert_close(items[cold], ego[cold] * factor)
         warm = torch.as_tensor(np.setdiff1d(np.unique(data.train.items), data.cold_items))
         assert not torch.allclose(items[warm], ego[warm] * factor)
+
+
+def test_load_run_overrides_the_graph_rule_and_cold_scale_matches_it(tmp_path, run_dirs):
+    """A finished LightGCN cold-start run (K = 1, loops on by auto), reloaded with the loops off: the
+    held-out rows of the item table halve, and benchmarks/cold_scale.py's factor 2 restores them."""
+    import importlib.util
+
+    from mmrec_motor.quick_start import load_run, quick_start
+    from tests.conftest import REPO
+
+    config = Config("LightGCN", "toy", {"data_path": str(tmp_path / "data"), "epochs": 2, "verbose": False,
+                                        "num_threads": 1, "n_layers": 1, "reg_weight": 1e-4,
+                                        "cold_item_ratio": 0.1, **run_dirs})
+    result = quick_start(config)
+    path = result["combinations"][result["chosen"]]["checkpoint"]
+    looped, plain = load_run(path), load_run(path, overrides={"isolated_self_loops": False})
+    assert looped.config["isolated_self_loops"] == "auto" and plain.config["isolated_self_loops"] is False
+    cold = torch.as_tensor(looped.data.cold_items)
+    spec = importlib.util.spec_from_file_location("cold_scale", REPO / "benchmarks" / "cold_scale.py")
+    cold_scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cold_scale)
+    with torch.no_grad():
+        _, items_looped = looped.model.forward()
+        _, items_plain = plain.model.forward()
+        _, items_scaled = cold_scale.scaled_forward(plain.model.forward, cold, 2.0)()
+    torch.testing.assert_close(items_plain[cold] * 2, items_looped[cold])
+    torch.testing.assert_close(items_scaled[cold], items_looped[cold])
+    trained = torch.as_tensor(np.unique(looped.data.train.items))      # rows with an edge: unchanged
+    torch.testing.assert_close(items_plain[trained], items_looped[trained], rtol=0, atol=0)
