@@ -49,7 +49,8 @@ import torch.nn.functional as F
 
 from mmrec_motor.models.common import GeneralRecommender
 from mmrec_motor.models.graphs import (cached_graph, cosine_knn_edges, fingerprint, graph_cache_dir,
-                                       sym_normalize_edges, to_sparse_tensor, weighted_knn_graph)
+                                       sparse_from_scipy, sym_normalize_edges, to_sparse_tensor,
+                                       weighted_knn_graph)
 
 MODALITIES = ("v", "t")
 
@@ -63,9 +64,7 @@ def random_walk_interaction_graph(inter: sp.coo_matrix, n_users: int, n_items: i
     cols = np.concatenate([inter.col + n_users, inter.row, np.arange(n)])
     adj = sp.coo_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n)).tocsr()
     adj.data[:] = 1.0                                      # repeated interactions count once
-    norm = (sp.diags(1.0 / np.asarray(adj.sum(axis=1)).ravel()) @ adj).tocoo()
-    indices = torch.from_numpy(np.vstack([norm.row, norm.col]).astype(np.int64))
-    return to_sparse_tensor(indices, torch.from_numpy(norm.data.astype(np.float32)), (n, n)).to(device)
+    return sparse_from_scipy(sp.diags(1.0 / np.asarray(adj.sum(axis=1)).ravel()) @ adj, device)
 
 
 class LATTICE(GeneralRecommender):
