@@ -130,9 +130,7 @@ def towers_loss(model: GeneralRecommender, interaction: torch.Tensor, weights: S
     user_out, item_out = model.forward()
     u = user_out[users]
     loss = log2_bpr((u * item_out[pos]).sum(1), (u * item_out[neg]).sum(1))
-    reg = weights[0].pow(2).mean()
-    for w in weights[1:]:
-        reg = reg + w.pow(2).mean()
+    reg = sum(w.pow(2).mean() for w in weights)
     for gcn, _ in model.modalities:
         reg = reg + getattr(model, gcn).preference[users].pow(2).mean()
     return loss + model.reg_weight * reg
