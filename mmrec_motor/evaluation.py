@@ -21,15 +21,24 @@ top 20): with C_u the user's candidates (every item but u's training items),
 
 0 = ranked first, 1 = ranked last; ties share the mean of their places, so a ranking that knows
 nothing averages 0.5. Its mean over the split's (user, item) pairs is the mean percentile rank (MPR).
+
+Large catalogues (``item_chunk``, key ``eval_item_chunk``): a model whose scores are a dot product
+says so with ``ranking_factors(users)`` -> (user vectors [B, d], item vectors [n_items, d]); the
+evaluator then computes them once per evaluation and scores ``item_chunk`` items at a time, keeping a
+running top K per user (the chunk's top K merged with the best so far), so the score block is
+[batch, item_chunk] and not [batch, n_items]. The merged top K holds the same items as the full row's
+(ties at the K-th score aside). Under torchrun each rank ranks the user batches rank, rank + W, ... and
+the lists are gathered on every rank (:mod:`mmrec_motor.distributed`).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from mmrec_motor.data.dataset import PairSet, RecData, Split
+from mmrec_motor.distributed import current, gather_objects
 from mmrec_motor.resources import ensure_fits
 
 
@@ -86,22 +95,32 @@ class TopKEvaluator:
     """Evaluates a model on one split (valid or test) of ``data``.
 
     The users, the training-item mask of each user batch and the relevance sets are built once here;
-    each call only scores, masks, ranks and counts hits.
+    each call only scores, masks, ranks and counts hits. ``item_chunk``: items scored at once for
+    models with ``ranking_factors`` (module docstring); None or >= n_items: all of them.
     """
 
     def __init__(self, data: RecData, split: Split, metrics: Sequence[str], topk: Sequence[int],
-                 batch_size: int, device: str = "cpu"):
+                 batch_size: int, device: str = "cpu", item_chunk: Optional[int] = None):
         self.metrics, self.topk = [m.lower() for m in metrics], list(topk)
         self.max_k = max(self.topk)
         if self.max_k > data.n_items:
             raise ValueError(f"config key 'topk': {self.max_k} exceeds the number of items "
                              f"({data.n_items}); use cut-offs <= {data.n_items}")
+        if item_chunk is not None and int(item_chunk) < 1:
+            raise ValueError(f"config key 'eval_item_chunk': expected a positive number of items or null, "
+                             f"got {item_chunk}")
+        if item_chunk is not None and int(item_chunk) < self.max_k:
+            raise ValueError(f"config key 'eval_item_chunk': {item_chunk} items per chunk is fewer than the "
+                             f"largest cut-off {self.max_k} (topk); use at least {self.max_k}")
+        self.n_items = data.n_items
+        self.item_chunk = None if item_chunk is None or int(item_chunk) >= data.n_items else int(item_chunk)
         self.device = device
         self.users = np.unique(split.users)
         rows = min(batch_size, len(self.users))
-        row_bytes = data.n_items * torch.finfo(torch.float32).bits // 8
+        width = self.item_chunk or data.n_items
+        row_bytes = width * torch.finfo(torch.float32).bits // 8
         ensure_fits(rows * row_bytes, device,
-                    f"the evaluation score matrix ({rows} users x {data.n_items} items, float32)",
+                    f"the evaluation score matrix ({rows} users x {width} items, float32)",
                     lambda free: f"lower eval_batch_size (now {batch_size}) to at most {free // row_bytes}, "
                                  f"e.g. --eval_batch_size={max(1, free // row_bytes // 2)}"
                     if free >= row_bytes else "not even one user's row fits: free memory or use another "
@@ -111,7 +130,8 @@ class TopKEvaluator:
         self.pos_len = np.bincount(np.asarray(split.users, np.int64), minlength=data.n_users)[self.users]
         train = data.train_matrix()
         self.batches = []
-        for start in range(0, len(self.users), batch_size):
+        self.batch_starts = list(range(0, len(self.users), batch_size))   # first row of each batch
+        for start in self.batch_starts:
             users = self.users[start:start + batch_size]
             rows = train[users]                                  # CSR slice: the users' train items
             mask_rows = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
@@ -123,12 +143,56 @@ class TopKEvaluator:
     def rank(self, model: torch.nn.Module) -> np.ndarray:
         """Top ``max(topk)`` item IDs per evaluated user, int64 [n_users, max_k]."""
         model.eval()
-        ranked: List[torch.Tensor] = []
-        for users, mask_rows, mask_items in self.batches:
-            scores = model.full_sort_predict([users])
-            scores[mask_rows, mask_items] = -1e10
-            ranked.append(torch.topk(scores, self.max_k, dim=-1).indices.cpu())
-        return torch.cat(ranked).numpy()
+        ranks = current()
+        mine = range(ranks.rank, len(self.batches), ranks.world_size)
+        factors = self._factors(model)
+        ranked: Dict[int, np.ndarray] = {}
+        for index in mine:
+            users, mask_rows, mask_items = self.batches[index]
+            if factors is None:
+                scores = model.full_sort_predict([users])
+                scores[mask_rows, mask_items] = -1e10
+                top = torch.topk(scores, self.max_k, dim=-1).indices
+            else:
+                top = self._chunked_top(factors, index)
+            ranked[index] = top.cpu().numpy()
+        for part in gather_objects(ranked, ranks) if ranks.distributed else ():
+            ranked.update(part)
+        if not self.batches:
+            return np.zeros((0, self.max_k), dtype=np.int64)
+        return np.concatenate([ranked[index] for index in range(len(self.batches))])
+
+    def _factors(self, model: torch.nn.Module):
+        """(user vectors of all evaluated users [n_users, d], item vectors [n_items, d]) when items are
+        scored in chunks and the model has ``ranking_factors``; else None (whole rows)."""
+        if self.item_chunk is None:
+            return None
+        method = getattr(model, "ranking_factors", None)
+        factors = method(torch.from_numpy(self.users).to(self.device)) if method is not None else None
+        return factors
+
+    def _chunked_top(self, factors, index: int) -> torch.Tensor:
+        """The top ``max_k`` items of batch ``index``, ``item_chunk`` items scored at a time."""
+        user_vectors, item_vectors = factors
+        users, mask_rows, mask_items = self.batches[index]
+        start = self.batch_starts[index]
+        u = user_vectors[start:start + len(users)]
+        best_scores = best_items = None
+        for first in range(0, self.n_items, self.item_chunk):
+            last = min(first + self.item_chunk, self.n_items)
+            scores = u @ item_vectors[first:last].T                              # [B, chunk]
+            inside = (mask_items >= first) & (mask_items < last)
+            scores[mask_rows[inside], mask_items[inside] - first] = -1e10
+            top = torch.topk(scores, min(self.max_k, last - first), dim=-1)
+            items = top.indices + first
+            if best_scores is not None:
+                merged = torch.topk(torch.cat([best_scores, top.values], 1), self.max_k, dim=-1)
+                items = torch.cat([best_items, items], 1).gather(1, merged.indices)
+                top_values = merged.values
+            else:
+                top_values = top.values
+            best_scores, best_items = top_values, items
+        return best_items
 
     @torch.no_grad()
     def percentile_ranks(self, model: torch.nn.Module) -> np.ndarray:
@@ -137,8 +201,10 @@ class TopKEvaluator:
         model.eval()
         n_items = self.relevant.n_items
         keys = self.relevant.keys                       # sorted u * n_items + i
-        out: List[np.ndarray] = []
-        for users, mask_rows, mask_items in self.batches:
+        ranks = current()
+        out: Dict[int, np.ndarray] = {}
+        for index in range(ranks.rank, len(self.batches), ranks.world_size):
+            users, mask_rows, mask_items = self.batches[index]
             first, last = int(users[0]), int(users[-1])
             lo, hi = np.searchsorted(keys, [first * n_items, (last + 1) * n_items])
             pair_users, pair_items = keys[lo:hi] // n_items, keys[lo:hi] % n_items
@@ -156,8 +222,10 @@ class TopKEvaluator:
             higher = ((pair_scores > own) & pair_candidates).sum(1).double()
             ties = ((pair_scores == own) & pair_candidates).sum(1).double() - 1
             n_candidates = pair_candidates.sum(1).double()
-            out.append(((higher + ties / 2) / (n_candidates - 1).clamp(min=1)).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+            out[index] = ((higher + ties / 2) / (n_candidates - 1).clamp(min=1)).cpu().numpy()
+        for part in gather_objects(out, ranks) if ranks.distributed else ():
+            out.update(part)
+        return np.concatenate([out[i] for i in range(len(self.batches))]) if out else np.zeros(0)
 
     def mean_percentile_rank(self, model: torch.nn.Module) -> float:
         """MPR: the mean of :meth:`percentile_ranks`, rounded to 4 decimals as the metrics are."""

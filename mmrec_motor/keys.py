@@ -129,6 +129,9 @@ KEYS: Dict[str, Key] = {
     "isolated_self_loops": Key(lambda v: v is None or isinstance(v, bool) or str(v).lower() == "auto",
                                "config key 'isolated_self_loops' must be True, False or auto, got {value!r}",
                                nullable=True),     # null (a config from before the key) = auto
+    "eval_item_chunk": Key(lambda v: v is None or (_int(v) and v >= 1),
+                           "config key 'eval_item_chunk' must be null or a positive integer (items scored "
+                           "at once in evaluation), got {value!r}", nullable=True, volatile=True),
     "num_threads": Key(lambda v: v is None or (_int(v) and v >= 1),
                        "config key 'num_threads' must be null or a positive integer, got {value!r}",
                        nullable=True, volatile=True),

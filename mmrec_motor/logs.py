@@ -70,3 +70,14 @@ def get_logger(config: Mapping[str, Any]) -> logging.Logger:
         logger.addHandler(file_handler)
         logger.log_path = path          # type: ignore[attr-defined]  (the outputs line says where)
     return logger
+
+
+def silent_logger() -> logging.Logger:
+    """A logger that writes nothing: the runs of torchrun's ranks other than 0
+    (:mod:`mmrec_motor.distributed`)."""
+    logger = logging.getLogger("mmrec_motor.silent")
+    logger.propagate = False
+    logger.log_path = None              # type: ignore[attr-defined]
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    return logger

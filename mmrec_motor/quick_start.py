@@ -5,6 +5,10 @@ As MMRec's ``quick_start``: the data and the evaluators are built once; for ever
 grid (seed first) the seeds are reset, the model is built (and, with ``motor``, its item ID table is
 replaced by MOTOR's before the optimizer exists), trained and evaluated. Unlike MMRec, the best
 combination is the one with the best *validation* score (MMRec issue #64 picks it on test).
+
+Under ``torchrun`` (:mod:`mmrec_motor.distributed`) every rank runs this pipeline: rank 0 loads the
+data and builds each model first (the files written on first use are written once), every rank trains
+its share of the batches and ranks its share of the users, and rank 0 alone logs and writes.
 """
 from __future__ import annotations
 
@@ -20,11 +24,11 @@ from mmrec_motor.data.dataset import RecData, Split
 from mmrec_motor.data.features import load_named, modality_list
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.data.sampler import BPRSampler
+from mmrec_motor.distributed import Ranks, backend_for, current, main_first, setup
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
 from mmrec_motor.fileio import checksum_problem, json_writer, topk_writer, write_all
 from mmrec_motor.keys import run_identity
-from mmrec_motor.logs import get_logger
-from mmrec_motor.logs import ALWAYS
+from mmrec_motor.logs import ALWAYS, get_logger, silent_logger
 from mmrec_motor.models import get_model
 from mmrec_motor.motor.adapters import item_id_param_count
 from mmrec_motor.motor.hook import modality_file_key, motor_setting, motorize, optimizer_param_groups
@@ -70,7 +74,7 @@ def build_optimizer(config: Mapping[str, Any], model: torch.nn.Module) -> torch.
 def evaluator(config: Mapping[str, Any], data: RecData, split: Split) -> TopKEvaluator:
     """The evaluator of ``split`` with the config's metrics, cut-offs, batch size and device."""
     return TopKEvaluator(data, split, config["metrics"], config["topk"], config["eval_batch_size"],
-                         config["device"])
+                         config["device"], item_chunk=config["eval_item_chunk"])
 
 
 def checkpoint_path(config: Mapping[str, Any], identity: str) -> Optional[str]:
@@ -81,10 +85,12 @@ def checkpoint_path(config: Mapping[str, Any], identity: str) -> Optional[str]:
     return os.path.join(config["checkpoint_dir"], name)
 
 
-def sampler_of(config: Mapping[str, Any], data: RecData) -> BPRSampler:
-    """The BPR batches of a run, seeded with its ``seed``."""
+def sampler_of(config: Mapping[str, Any], data: RecData, ranks: Optional[Ranks] = None) -> BPRSampler:
+    """The BPR batches of a run, seeded with its ``seed``; under torchrun, this rank's share."""
+    ranks = ranks or current()
     return BPRSampler(data.train, data.n_items, config["train_batch_size"], seed=config["seed"],
-                      device=config["device"], with_negatives=bool(config["use_neg_sampling"]))
+                      device=config["device"], with_negatives=bool(config["use_neg_sampling"]),
+                      rank=ranks.rank, world_size=ranks.world_size)
 
 
 def run_combination(config: Config, data: RecData, logger: logging.Logger, names, values,
@@ -93,7 +99,8 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
     for name, value in zip(names, values):
         config[name] = value
     init_seed(config["seed"])
-    model, item = build_model(config, data)
+    with main_first(current()):       # the token and graph caches: written by rank 0, read by the others
+        model, item = build_model(config, data)
     params = count_parameters(model)
     params["item_representation"] = item["params"]
     logger.info(str(model))
@@ -135,10 +142,15 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
 
 def quick_start(config: Config) -> Dict[str, Any]:
     """Run every combination of the grid; returns the result dict that ``result_file`` receives."""
-    check_writable_outputs(config)
-    logger = get_logger(config)
+    ranks = setup(config)
+    if ranks.main:
+        check_writable_outputs(config)
+    logger = get_logger(config) if ranks.main else silent_logger()
     logger.info(apply_threads(config["num_threads"]), extra=ALWAYS)
-    data = load_data(config)
+    if ranks.distributed:
+        logger.info(f"torchrun: {ranks.world_size} processes ({distributed_note(config, ranks)})", extra=ALWAYS)
+    with main_first(ranks):           # toy is generated on first use: once, by rank 0
+        data = load_data(config)
     logger.info(str(data), extra=ALWAYS)
     device = config["device"]
     valid, test = evaluator(config, data, data.valid), evaluator(config, data, data.test)
@@ -203,6 +215,9 @@ def quick_start(config: Config) -> Dict[str, Any]:
         "item_representation": best["item_representation"],
         "train_seconds_per_epoch": best["train_seconds_per_epoch"],
         "eval_seconds": best["eval_seconds"],
+        **({"distributed": {"world_size": ranks.world_size, "backend": backend_for(device),
+                            "batches_per_rank": len(sampler_of(config, data, ranks))}}
+           if ranks.distributed else {}),
         "config": {k: v for k, v in config.to_dict().items()},
     }
     outputs = []
@@ -210,9 +225,17 @@ def quick_start(config: Config) -> Dict[str, Any]:
         outputs.append((config["topk_file"], topk_writer(test.users, chosen_topk)))
     if config["result_file"]:
         outputs.append((config["result_file"], json_writer(result, trailing_newline=False)))
-    write_all(outputs)      # only now, after every combination: a failed run leaves no output
-    logger.info(result_paths_line(config, logger), extra=ALWAYS)
+    if ranks.main:
+        write_all(outputs)      # only now, after every combination: a failed run leaves no output
+        logger.info(result_paths_line(config, logger), extra=ALWAYS)
     return result
+
+
+def distributed_note(config: Mapping[str, Any], ranks: Ranks) -> str:
+    """How the batches are shared, for the log line of a torchrun job."""
+    return (f"backend {backend_for(config['device'])}; each trains 1/{ranks.world_size} of every epoch in "
+            f"batches of at most {config['train_batch_size']} (train_batch_size), so one step sees up to "
+            f"{ranks.world_size * config['train_batch_size']}; only rank 0 logs and writes")
 
 
 class LoadedRun(NamedTuple):

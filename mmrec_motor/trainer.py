@@ -11,6 +11,10 @@ stops. The test metrics reported are those of the best-valid epoch.
 :meth:`~Trainer.evaluate` (evaluation, early stopping and the best checkpoint) and
 :meth:`~Trainer.checkpoint` (the training state every ``checkpoint_every`` epochs).
 
+Under torchrun (:mod:`mmrec_motor.distributed`) each rank trains its share of the batches through
+DistributedDataParallel and evaluates its share of the users; only rank 0 writes checkpoints, and a
+resume reads rank 0's training state on every rank.
+
 Differences from MMRec, on purpose: a NaN loss raises :class:`TrainingError` naming the epoch and
 batch (MMRec logs it and returns silently); the best model is kept and restored at the end and saved
 to ``checkpoint_dir`` together with the run's resolved config (:func:`mmrec_motor.quick_start.load_run`
@@ -33,6 +37,7 @@ import numpy as np
 import torch
 
 from mmrec_motor.data.sampler import BPRSampler
+from mmrec_motor.distributed import current, data_parallel, sum_over_ranks
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
 from mmrec_motor.fileio import checksum_problem, remove_stale_temporaries, save_torch
 from mmrec_motor.keys import OPTIMIZERS
@@ -111,12 +116,15 @@ class Trainer:
         self.valid_metric = str(config["valid_metric"]).lower()
         self.checkpoint_path = checkpoint_path
         self.last_path = checkpoint_path + ".last" if checkpoint_path else None
+        self.ranks = current()
+        # the training step: the model's loss, or DDP around it (gradients averaged over the ranks)
+        self.step_loss = data_parallel(model, config) if self.ranks.distributed else model.calculate_loss
 
     # ------------------------------------------------------------------------------ the steps
 
     def fit(self, sampler: BPRSampler, valid: TopKEvaluator, test: TopKEvaluator,
             resume: bool = False) -> FitResult:
-        if self.checkpoint_path:          # temporaries of killed writers (module fileio)
+        if self.checkpoint_path and self.ranks.main:     # temporaries of killed writers (module fileio)
             remove_stale_temporaries(self.checkpoint_path)
             remove_stale_temporaries(self.last_path)
         progress = self.resume(sampler) if resume else Progress()
@@ -204,18 +212,19 @@ class Trainer:
     def checkpoint(self, epoch: int, progress: Progress, sampler: BPRSampler, stop: bool) -> None:
         """The training state after ``epoch``, every ``checkpoint_every`` epochs and when stopping."""
         every = self.config["checkpoint_every"] or 0
-        if self.last_path and every and ((epoch + 1) % every == 0 or stop):
+        if self.last_path and self.ranks.main and every and ((epoch + 1) % every == 0 or stop):
             save_torch(self._state(epoch, progress, sampler), self.last_path)
 
     # ----------------------------------------------------------------------------- the parts
 
     def _train_epoch(self, sampler: BPRSampler, epoch: int) -> float:
-        """The batches of one epoch; returns the summed loss."""
+        """The batches of one epoch (this rank's share under torchrun); returns the summed loss of all
+        the epoch's batches."""
         self.model.train()
         total = 0.0
         for batch_idx, batch in enumerate(sampler):
             self.optimizer.zero_grad()
-            loss = self.model.calculate_loss(batch)
+            loss = self.step_loss(batch)
             if isinstance(loss, tuple):
                 loss = sum(loss)
             if not torch.isfinite(loss):
@@ -226,7 +235,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip)
             self.optimizer.step()
             total += loss.item()
-        return total
+        return sum_over_ranks(total, self.ranks)       # the epoch's loss, every rank's batches
 
     def _evaluate_untrained(self, valid: TopKEvaluator, test: TopKEvaluator) -> FitResult:
         """A model with ``req_training: False`` (POP, ContentKNN): one evaluation, reported as the
@@ -243,8 +252,8 @@ class Trainer:
         return result
 
     def _save_best(self, weights, epoch: int, valid: Dict[str, float], test: Dict[str, float]) -> None:
-        """The best checkpoint: weights, epoch, metrics and the run's resolved config."""
-        if self.checkpoint_path:
+        """The best checkpoint (rank 0): weights, epoch, metrics and the run's resolved config."""
+        if self.checkpoint_path and self.ranks.main:
             config = self.config.to_dict() if hasattr(self.config, "to_dict") else dict(self.config)
             save_torch({"model": weights, "epoch": epoch, "valid": valid, "test": test, "config": config},
                        self.checkpoint_path)

@@ -50,12 +50,31 @@ def test_three_reads_one_computation_same_values_and_grads(users, variant):
     cached, plain = make(True, variant), make(False, variant)
     plain.load_state_dict(cached.state_dict())
     backbone_loss(cached, users).backward()
-    assert cached.n_computations == 1
+    assert cached.n_computations == 1 and cached.n_row_computations == 0     # emb(idx) read the cache
     backbone_loss(plain, users).backward()
-    assert plain.n_computations == 4
+    assert plain.n_computations == 3 and plain.n_row_computations == 1
     for a, b in zip(grads(cached), grads(plain)):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(cached.weight.detach(), plain.weight.detach())
+
+
+@pytest.mark.parametrize("variant", ["agnostic", "specific", "mean", "fm"])
+def test_rows_without_a_cached_table_compute_only_those_rows(variant):
+    """emb(idx) before any .weight read of the step: the network runs on the distinct rows of idx
+    only, with the values and gradients of weight[idx]."""
+    rows_side, table_side = make(True, variant), make(True, variant)
+    table_side.load_state_dict(rows_side.state_dict())
+    idx = torch.tensor([[3, 7, 3], [79, 0, 7]])
+    got = rows_side(idx)
+    assert got.shape == (2, 3, D)
+    assert rows_side.n_computations == 0 and rows_side.n_row_computations == 1
+    want = table_side.weight[idx]
+    torch.testing.assert_close(got, want)
+    weights = torch.arange(got.numel(), dtype=got.dtype).reshape(got.shape) / got.numel()
+    (got * weights).sum().backward()
+    (want * weights).sum().backward()
+    for a, b in zip(grads(rows_side), grads(table_side)):
+        torch.testing.assert_close(a, b)
 
 
 def test_step_changes_values_and_next_read_recomputes(users):

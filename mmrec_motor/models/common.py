@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from mmrec_motor.data.features import load_features
+from mmrec_motor.motor.adapters import MOTOR_ATTR
 
 
 class GeneralRecommender(nn.Module):
@@ -18,7 +19,14 @@ class GeneralRecommender(nn.Module):
     None for a modality whose file is absent. Subclasses implement ``calculate_loss(interaction)``
     (interaction: LongTensor [3, B] of users, positives, negatives) and
     ``full_sort_predict(interaction)`` (interaction[0]: user IDs [B]; returns scores [B, n_items]).
+    A backbone whose scores are dot products may also define ``ranking_factors(users)`` -> (user
+    vectors [B, d], item vectors [n_items, d]); the evaluator then scores items in chunks
+    (:mod:`mmrec_motor.evaluation`, key ``eval_item_chunk``).
+    ``has_unused_parameters``: True for a backbone that leaves some parameters out of some steps'
+    losses (DistributedDataParallel must then look for them, :mod:`mmrec_motor.distributed`).
     """
+
+    has_unused_parameters = False
 
     def __init__(self, config: Mapping[str, Any], dataset):
         super().__init__()
@@ -37,6 +45,13 @@ class GeneralRecommender(nn.Module):
                 self.v_feat = torch.from_numpy(features["v"]).to(self.device)
             if features["t"] is not None:
                 self.t_feat = torch.from_numpy(features["t"]).to(self.device)
+
+    def item_rows(self, table: str, items: torch.Tensor) -> torch.Tensor:
+        """Rows ``items`` of the item table attribute ``table`` ([len(items), d]). When MOTOR replaced
+        that table (its module is then the attribute ``motor_items``, :mod:`mmrec_motor.motor.adapters`),
+        only these rows are computed from their tokens, not the whole table."""
+        motor = getattr(self, MOTOR_ATTR, None)
+        return motor(items) if motor is not None else getattr(self, table)[items]
 
     def pre_epoch_processing(self) -> None:
         """Called before every training epoch (edge dropout, graph resampling, ...)."""

@@ -111,6 +111,11 @@ class FREEDOM(GeneralRecommender):
                 modal_loss = modal_loss + _bpr(u, feats[:len(pos_items)], feats[len(pos_items):])
         return loss + self.reg_weight * modal_loss
 
-    def full_sort_predict(self, interaction) -> torch.Tensor:
+    def ranking_factors(self, users: torch.Tensor):
+        """(the users' final vectors [B, d], every item's [n_items, d]): scores are their dot products."""
         user_out, item_out = self.forward(self.norm_adj)
-        return user_out[interaction[0]] @ item_out.T
+        return user_out[users], item_out
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        user_e, item_e = self.ranking_factors(interaction[0])
+        return user_e @ item_e.T

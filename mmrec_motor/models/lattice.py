@@ -68,6 +68,8 @@ def random_walk_interaction_graph(inter: sp.coo_matrix, n_users: int, n_items: i
 
 
 class LATTICE(GeneralRecommender):
+    has_unused_parameters = True     # the feature maps and modal weights reach the loss only at a graph build
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.embedding_dim = config["embedding_size"]

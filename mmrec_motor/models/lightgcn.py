@@ -54,6 +54,11 @@ class LightGCN(GeneralRecommender):
         reg = emb_loss(self.embedding_dict["user_emb"][users], item_ego[pos_items], item_ego[neg_items])
         return bpr_loss(pos_scores, neg_scores) + self.reg_weight * reg
 
-    def full_sort_predict(self, interaction) -> torch.Tensor:
+    def ranking_factors(self, users: torch.Tensor):
+        """(the users' final vectors [B, d], every item's [n_items, d]): scores are their dot products."""
         user_out, item_out = self.forward()
-        return user_out[interaction[0]] @ item_out.T
+        return user_out[users], item_out
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        user_e, item_e = self.ranking_factors(interaction[0])
+        return user_e @ item_e.T

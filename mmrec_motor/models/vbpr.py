@@ -11,8 +11,9 @@ Loss on a batch (u, i+, i-): BPR(score(u, i+), score(u, i-)) + reg_weight * EmbL
 As in MMRec, ``u_embedding`` [U, 2d] and ``i_embedding`` [I, d] are ``nn.Parameter``s with
 xavier-uniform init (MOTOR replaces ``i_embedding``); the linear map W [d, D], b [d] is
 xavier-normal with a zero bias. The raw features are fixed inputs, not parameters.
-Training computes W f_i only for the batch's distinct items (same values and gradients as the full
-table); ranking computes the full [I, 2d] item table from the current parameters.
+Training computes q_i only for the batch's distinct items (same values and gradients as the full
+table; with MOTOR, its rows of ``i_embedding`` alone, :meth:`GeneralRecommender.item_rows`); ranking
+computes the full [I, 2d] item table from the current parameters.
 """
 import torch
 import torch.nn as nn
@@ -36,7 +37,8 @@ class VBPR(GeneralRecommender):
         """q_i for ``items`` (all items when None), [n, 2d]."""
         if items is None:
             return torch.cat([self.i_embedding, self.item_linear(self.item_raw_features)], dim=1)
-        return torch.cat([self.i_embedding[items], self.item_linear(self.item_raw_features[items])], dim=1)
+        return torch.cat([self.item_rows("i_embedding", items), self.item_linear(self.item_raw_features[items])],
+                         dim=1)
 
     def forward(self):
         return self.u_embedding, self._item_vectors()
@@ -51,6 +53,11 @@ class VBPR(GeneralRecommender):
         neg_scores = (user_e * neg_e).sum(dim=1)
         return bpr_loss(pos_scores, neg_scores) + self.reg_weight * emb_loss(user_e, pos_e, neg_e)
 
-    def full_sort_predict(self, interaction) -> torch.Tensor:
+    def ranking_factors(self, users: torch.Tensor):
+        """(p_u [B, 2d], every q_i [n_items, 2d]): scores are their dot products."""
         user_e, item_e = self.forward()
-        return user_e[interaction[0]] @ item_e.T
+        return user_e[users], item_e
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        user_e, item_e = self.ranking_factors(interaction[0])
+        return user_e @ item_e.T

@@ -1,7 +1,10 @@
 """``MotorItemEmbedding``: a drop-in for the ``nn.Embedding(n_items, d)`` item ID table.
 
 * ``.weight`` -> (n_items, d) tensor computed by the Token Cross Network, with autograd.
-* ``forward(idx)`` / ``__call__(idx)`` -> ``weight[idx]``, shape ``idx.shape + (d,)``.
+* ``forward(idx)`` / ``__call__(idx)`` -> ``weight[idx]``, shape ``idx.shape + (d,)``: read from the
+  step's cached table when there is one, else computed for those rows alone (:meth:`rows`: the network
+  on the distinct items of ``idx``), so a backbone that reads only its batch's items (BPR) never builds
+  the whole table and its step costs the same at any catalogue size.
 * ``num_embeddings`` = n_items, ``embedding_dim`` = d, ``padding_idx`` = ``max_norm`` = None.
 
 Caching. Backbones read ``.weight`` 2-4 times per forward (FREEDOM 2, MGCN 3, SMORE 4); the network
@@ -22,7 +25,8 @@ no-grad entry is computed and cached separately; it is keyed on the parameter ve
 evaluation after training steps always sees fresh values.
 Limitation: two forwards that share one cached table and are then back-propagated *separately*
 (without ``retain_graph=True``) fail like any shared graph would; sum the losses instead.
-``n_computations`` counts the network runs (for tests and profiling).
+``n_computations`` counts the network runs over the whole table, ``n_row_computations`` those over
+some rows (for tests and profiling).
 """
 from __future__ import annotations
 
@@ -74,6 +78,7 @@ class MotorItemEmbedding(nn.Module):
         self.max_norm = None
         self.cache_enabled = bool(cache)
         self.n_computations = 0
+        self.n_row_computations = 0
         # slot per grad mode: (key, tensor, tensor_version)
         self._slots = {}
 
@@ -130,8 +135,21 @@ class MotorItemEmbedding(nn.Module):
 
     # -- nn.Embedding interface -----------------------------------------------------------------
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Rows of the table: ``weight[idx]`` (idx: LongTensor of any shape) -> idx.shape + (d,)."""
-        return self.weight[idx]
+        """Rows of the table: ``weight[idx]`` (idx: LongTensor of any shape) -> idx.shape + (d,); from
+        the cached table when this step has one, else :meth:`rows`."""
+        if self.cache_enabled:
+            grad_mode = torch.is_grad_enabled()
+            hit = self._lookup(grad_mode, self._key())
+            if hit is not None:
+                return hit[idx]
+        return self.rows(idx)
+
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """``weight[idx]`` computed from these items' tokens only (the network on the distinct items
+        of ``idx``, cost in len(idx), not in n_items): idx.shape + (d,). Counted in ``n_row_computations``."""
+        self.n_row_computations += 1
+        unique, inverse = torch.unique(idx.reshape(-1), return_inverse=True)
+        return self.tcn(unique)[inverse].reshape(*idx.shape, self.embedding_dim)
 
     def train(self, mode: bool = True):
         # model.train() / model.eval() start a new phase (an epoch, an evaluation): never carry a
