@@ -9,6 +9,10 @@ or dtype found and what was expected. A path that exists but is not a readable r
 directory, a dangling symbolic link, a FIFO, no read permission) is such an error too, never taken for
 an absent feature; :func:`check_feature_paths` checks every feature key that way when the data is
 loaded, before any model is built.
+
+MOTOR's features (:func:`load_named`) are memory-mapped, read-only, when the file holds float32 in C
+order (the tokenizer reads them by blocks of rows, so a catalogue's features need not fit in memory);
+a backbone's own features (:func:`load_features`) are read into memory, since backbones train on them.
 """
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ import numpy as np
 
 from mmrec_motor.data.checks import path_problem
 from mmrec_motor.data.dataset import DataError, dataset_dir
+
+#: rows checked for NaN / inf at a time (no full-size temporary)
+BLOCK_ROWS = 65536
 
 
 def feature_path(config: Mapping[str, Any], key: str) -> Optional[str]:
@@ -44,16 +51,18 @@ def check_feature_paths(config: Mapping[str, Any]) -> None:
         feature_path(config, key)
 
 
-def _read(path: str, key: str, n_items: int) -> np.ndarray:
+def _read(path: str, key: str, n_items: int, mapped: bool = False) -> np.ndarray:
+    """The checked float32 [n_items, D] array of ``path``; ``mapped``: a read-only memory map when the
+    file holds float32 in C order (else, and without ``mapped``, an array in memory)."""
     where = f"feature file {path} ({key})"
     if os.path.getsize(path) == 0:
         raise DataError(f"{where}: the file is empty (0 bytes); expected a .npy array of shape "
                         f"(n_items={n_items}, dim)")
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
         hint = ("object arrays (dtype=object) are not accepted: save a numeric array"
-                if "allow_pickle" in str(exc) else "truncated, or not a .npy file?")
+                if "allow_pickle" in str(exc) or "Python objects" in str(exc) else "truncated, or not a .npy file?")
         raise DataError(f"{where}: not a readable .npy array ({hint}): {exc}") from exc
     if not isinstance(array, np.ndarray):
         raise DataError(f"{where}: holds a {type(array).__name__}, expected a .npy array of shape "
@@ -65,8 +74,10 @@ def _read(path: str, key: str, n_items: int) -> np.ndarray:
                         f"(max itemID + 1); row i must be item i")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise DataError(f"{where}: expected a real numeric dtype, got {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    finite = np.isfinite(array).all(axis=1)
+    keep_mapped = mapped and array.dtype == np.float32 and array.flags.c_contiguous
+    array = array if keep_mapped else np.array(array, dtype=np.float32, order="C")
+    finite = np.concatenate([np.isfinite(array[i:i + BLOCK_ROWS]).all(axis=1)
+                             for i in range(0, max(len(array), 1), BLOCK_ROWS)])
     if not finite.all():
         rows = np.flatnonzero(~finite)
         raise DataError(f"{where}: {len(rows)} row(s) contain NaN or inf, first item IDs {rows[:5].tolist()}")
@@ -88,12 +99,12 @@ def load_features(config: Mapping[str, Any], n_items: int) -> Dict[str, Optional
 def load_named(config: Mapping[str, Any], keys: Mapping[str, str],
                n_items: int) -> Dict[str, Tuple[str, np.ndarray]]:
     """``{name: (path, features)}`` for each ``name: key`` of ``keys`` whose file exists (MOTOR's
-    modalities: ``{'v': 'vision_feature_file', ...}``)."""
+    modalities: ``{'v': 'vision_feature_file', ...}``), memory-mapped (module docstring)."""
     out = {}
     for name, key in keys.items():
         path = feature_path(config, key)
         if path is not None:
-            out[name] = (path, _read(path, key, n_items))
+            out[name] = (path, _read(path, key, n_items, mapped=True))
     return out
 
 

@@ -17,6 +17,10 @@ from typing import Optional
 
 import numpy as np
 
+#: rows checked, normalised, projected and encoded at a time (so a memory-mapped 1M x 4096 matrix
+#: never has a full-size temporary)
+BLOCK_ROWS = 65536
+
 
 def validate_features(features, n_items: Optional[int] = None, name: str = "features") -> np.ndarray:
     """Check a feature matrix and return it as float32, C-contiguous, shape (n_items, D).
@@ -36,8 +40,9 @@ def validate_features(features, n_items: Optional[int] = None, name: str = "feat
         raise ValueError(f"{name}: need at least 2 items and 1 dimension, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(arr).all(axis=1)
+    arr = np.ascontiguousarray(arr, dtype=np.float32)      # no copy of a float32 C-order (mapped) array
+    bad = np.concatenate([~np.isfinite(arr[i:i + BLOCK_ROWS]).all(axis=1)
+                          for i in range(0, arr.shape[0], BLOCK_ROWS)])
     if bad.any():
         rows = np.flatnonzero(bad)
         raise ValueError(f"{name}: {rows.size} of {arr.shape[0]} rows contain NaN or inf "
@@ -105,8 +110,15 @@ class Normalizer:
     @classmethod
     def fit(cls, kind: str, x: np.ndarray) -> "Normalizer":
         if kind == "standard":
-            mean = x.mean(axis=0, dtype=np.float64)
-            std = x.std(axis=0, dtype=np.float64)
+            if len(x) <= BLOCK_ROWS:
+                mean = x.mean(axis=0, dtype=np.float64)
+                std = x.std(axis=0, dtype=np.float64)
+            else:                       # by blocks: sum and sum of squares in float64
+                total = sum(x[i:i + BLOCK_ROWS].sum(axis=0, dtype=np.float64) for i in range(0, len(x), BLOCK_ROWS))
+                mean = total / len(x)
+                squares = sum(((x[i:i + BLOCK_ROWS] - mean) ** 2).sum(axis=0)
+                              for i in range(0, len(x), BLOCK_ROWS))
+                std = np.sqrt(squares / len(x))
             std[std < 1e-12] = 1.0
             return cls(kind, mean.astype(np.float32), (1.0 / std).astype(np.float32))
         return cls(kind)

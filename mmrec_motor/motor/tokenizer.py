@@ -27,6 +27,12 @@ Statistics (``TokenizerResult.stats``):
 and the effective settings (``dim_in``, ``dim_quantized``, ``num_subspaces``, ``nbits``, ``K`` ...).
 Determinism: faiss' k-means is seeded with ``params.seed`` (and the training subsample too), so two
 runs with one seed give identical tokens.
+
+Memory: the features may be a read-only memory map (the runtime maps MOTOR's feature files). The
+quantizer (and the PCA) is fitted on at most ``max_train_items`` rows (by default
+:data:`~.tokenizer_params.AUTO_MAX_TRAIN_ITEMS`); normalisation, PCA, encoding and the reconstruction
+statistics then run over blocks of :data:`~.preprocess.BLOCK_ROWS` rows, so a 1M x 4096 float32
+matrix (16 GB) tokenizes in a few GB of memory beside its page cache.
 """
 from __future__ import annotations
 
@@ -40,8 +46,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .codes import pack_codes, token_stats, unpack_codes
-from .preprocess import PCA, Normalizer, validate_features
-from .tokenizer_params import TokenizerParams, effective_nbits, plan_dims
+from .preprocess import BLOCK_ROWS, PCA, Normalizer, validate_features
+from .tokenizer_params import AUTO_MAX_TRAIN_ITEMS, TokenizerParams, effective_nbits, plan_dims
 
 __all__ = ["TokenizerParams", "TokenizerResult", "fit_tokenize", "validate_features", "pack_codes",
            "unpack_codes", "token_stats", "PCA", "Normalizer"]
@@ -130,6 +136,36 @@ class TokenizerResult:
                    stats=meta["stats"], index=index, normalizer=norm, pca=pca)
 
 
+def _encode_blocks(x: np.ndarray, norm: Normalizer, pca: Optional[PCA], index, sub):
+    """Every row's codes, and the reconstruction error and spread of the module docstring, over
+    blocks of ``BLOCK_ROWS`` rows: (codes (n, code bytes) uint8, sum ||z - z_hat||^2, sum ||z -
+    mean z||^2), z the rows in the space the quantizer sees. The spread of the blocks is combined
+    exactly (Chan et al.'s pairwise update of count, mean and squared deviations)."""
+    faiss = _faiss()
+    codes, err = [], 0.0
+    count, mean, spread = 0, None, 0.0
+    for first in range(0, x.shape[0], BLOCK_ROWS):
+        block = norm(x[first:first + BLOCK_ROWS])
+        if pca is not None:
+            block = pca(block)
+        block_codes = index.sa_encode(block)
+        codes.append(block_codes)
+        z = block
+        for i in range(index.chain.size()):
+            z = faiss.downcast_VectorTransform(index.chain.at(i)).apply(z)
+        err += float(((z - sub.sa_decode(block_codes)) ** 2).sum(axis=1, dtype=np.float64).sum())
+        block_mean = z.mean(axis=0, dtype=np.float64)
+        block_spread = float(((z - z.mean(axis=0)) ** 2).sum(dtype=np.float64))
+        if mean is None:
+            count, mean, spread = len(z), block_mean, block_spread
+        else:
+            total = count + len(z)
+            delta = block_mean - mean
+            spread += block_spread + float((delta ** 2).sum()) * count * len(z) / total
+            mean, count = mean + delta * len(z) / total, total
+    return np.concatenate(codes), err, spread
+
+
 def _configure_clustering(cp, seed: int) -> None:
     cp.seed = int(seed) & 0x7FFFFFFF
     cp.min_points_per_centroid = 1  # we warn ourselves (Python warning) instead of faiss' stderr line
@@ -186,20 +222,19 @@ def _fit_tokenize(features, params: Optional[TokenizerParams] = None,
     n, D = x.shape
     notes: list = []
 
-    norm = Normalizer.fit(params.normalize, x)
-    xn = norm(x)
     sel = None
-    if params.max_train_items and n > params.max_train_items:
-        sel = np.sort(np.random.default_rng(params.seed).choice(n, params.max_train_items, replace=False))
+    cap = params.max_train_items or AUTO_MAX_TRAIN_ITEMS
+    if n > cap:
+        sel = np.sort(np.random.default_rng(params.seed).choice(n, cap, replace=False))
     n_train = n if sel is None else sel.size
+    norm = Normalizer.fit(params.normalize, x)
 
     d_q = plan_dims(D, n_train, params, notes)
     nbits = effective_nbits(n_train, params, notes)
-    pca = None
-    if d_q < D:
-        pca = PCA.fit(xn if sel is None else xn[sel], d_q, params.seed)
-        xn = pca(xn)
-    xtrain = xn if sel is None else xn[sel]
+    xtrain = norm(x if sel is None else x[sel])
+    pca = PCA.fit(xtrain, d_q, params.seed) if d_q < D else None
+    if pca is not None:
+        xtrain = pca(xtrain)
     eff = dataclasses.replace(params, nbits=nbits)
     M = params.num_subspaces
 
@@ -225,16 +260,9 @@ def _fit_tokenize(features, params: Optional[TokenizerParams] = None,
                          f"{x.shape}: {e}") from e
     if params.quantizer == "opq":
         faiss.downcast_VectorTransform(index.chain.at(0)).pq = None
-    codes = index.sa_encode(xn)
+    del xtrain
+    codes, err, spread = _encode_blocks(x, norm, pca, index, sub)
     tokens = unpack_codes(codes, M, nbits)
-
-    # reconstruction error in the space the quantizer sees
-    z = xn
-    for i in range(index.chain.size()):
-        z = faiss.downcast_VectorTransform(index.chain.at(i)).apply(z)
-    z_hat = sub.sa_decode(codes)
-    err = ((z - z_hat) ** 2).sum(axis=1, dtype=np.float64)
-    spread = ((z - z.mean(axis=0)) ** 2).sum(dtype=np.float64)
     seconds = time.perf_counter() - t0
 
     stats: Dict[str, Any] = {
@@ -242,8 +270,8 @@ def _fit_tokenize(features, params: Optional[TokenizerParams] = None,
         "num_subspaces": M, "nbits": nbits, "K": 2 ** nbits, "normalize": params.normalize,
         "n_train": n_train, "pca_explained": pca.explained if pca is not None else 1.0,
         **token_stats(tokens, 2 ** nbits),
-        "recon_mse": float(err.sum() / (n * d_q)),
-        "recon_rel": float(err.sum() / spread) if spread > 0 else 0.0,
+        "recon_mse": float(err / (n * d_q)),
+        "recon_rel": float(err / spread) if spread > 0 else 0.0,
         "seconds": round(seconds, 4), "from_cache": False, "warnings": notes,
     }
     return TokenizerResult(tokens=tokens, params=eff, stats=stats, index=index, normalizer=norm, pca=pca)

@@ -39,6 +39,11 @@ RQ_MAX_DIM = 512
 FAISS_POINTS_PER_CENTROID = 39
 
 
+#: ``max_train_items: None``: the quantizer trains on all items up to 2^17, on a random 2^17 beyond
+#: (faiss' k-means would sample 256 points per centroid anyway, 65,536 at K = 256); every item is encoded
+AUTO_MAX_TRAIN_ITEMS = 2 ** 17
+
+
 @dataclass(frozen=True)
 class TokenizerParams:
     """Validated settings of one modality's tokenizer (all of them enter the cache key).
@@ -52,7 +57,8 @@ class TokenizerParams:
             needed (D not divisible by M, or OPQ on D > 256).
         seed: seeds faiss' k-means and the training subsample.
         max_train_items: train the quantizer on at most this many items (random subsample; every item
-            is still encoded). ``None`` = all.
+            is still encoded). ``None`` = all of them up to :data:`AUTO_MAX_TRAIN_ITEMS`, a random
+            sample of that many beyond.
     """
 
     quantizer: str = "pq"
