@@ -120,3 +120,28 @@ def test_motor_bpr_step_computes_only_the_batch_rows(tmp_path):
     batch = next(iter(sampler_of(config, data)))
     items = torch.stack([batch[1], batch[2]])
     torch.testing.assert_close(motor(items), motor.weight[items])
+
+
+def test_scale_script_measures_id_and_motor_cells(tmp_path):
+    """benchmarks/scale.py on a small synthetic catalogue: one cell a variant, the item parameters of
+    each (an ID table n x d; MOTOR's M x K x d token tables whatever n), the report."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    out = tmp_path / "scale"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "scale.py"), "--items", "1500,3000",
+                           "--models", "BPR", "--variants", "id,motor", "--steps", "2", "--warmup", "1",
+                           "--eval_users", "200", "--dim", "16", "--out", str(out), "--motor_quantizer=pq",
+                           "--motor_fine_nbits=None", "--motor_num_subspaces=4", "--motor_nbits=4"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cells = {p.stem: json.loads(p.read_text()) for p in (out / "cells").glob("*.json")}
+    assert set(cells) == {"BPR-id-1500", "BPR-motor-1500", "BPR-id-3000", "BPR-motor-3000"}
+    for n in (1500, 3000):
+        assert cells[f"BPR-id-{n}"]["item_params"] == n * 64
+        assert cells[f"BPR-motor-{n}"]["item_params"] == 4 * 16 * 64
+        assert cells[f"BPR-id-{n}"]["n_users"] == 1000 and cells[f"BPR-id-{n}"]["eval_users"] == 200
+        assert cells[f"BPR-id-{n}"]["n_train"] == 1000 * 100 - 2 * 200
+    assert "| BPR | MOTOR | 3,000 | 1,000 | 4,096 |" in (out / "scale.md").read_text()
