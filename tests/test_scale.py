@@ -145,3 +145,28 @@ def test_scale_script_measures_id_and_motor_cells(tmp_path):
         assert cells[f"BPR-id-{n}"]["n_users"] == 1000 and cells[f"BPR-id-{n}"]["eval_users"] == 200
         assert cells[f"BPR-id-{n}"]["n_train"] == 1000 * 100 - 2 * 200
     assert "| BPR | MOTOR | 3,000 | 1,000 | 4,096 |" in (out / "scale.md").read_text()
+
+
+@pytest.mark.parametrize("normalize", ["l2", "standard", "none"])
+def test_content_centroids_by_blocks_equal_the_direct_means(monkeypatch, normalize):
+    """motor_content's inputs by blocks of rows (no (n M, D) or float64 (n, D) temporary): the centred
+    features and each token's mean feature row, against the formulas computed directly."""
+    import mmrec_motor.motor.content as content
+    x = _features(n=203, d=6, seed=4).astype(np.float64) * 3 + 1
+    if normalize == "l2":
+        want = x / np.linalg.norm(x, axis=1, keepdims=True)
+    elif normalize == "standard":
+        want = (x - x.mean(0)) / x.std(0)
+    else:
+        want = x.copy()
+    want -= want.mean(0)
+    tokens = np.random.default_rng(1).integers(0, 5, (203, 3))
+    monkeypatch.setattr(content, "BLOCK_ROWS", 16)
+    got = content.centred_features(x.astype(np.float32), normalize)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    centroids = content.token_centroids(tokens, got, 5)
+    for s in range(3):
+        for k in range(5):
+            members = tokens[:, s] == k
+            expected = got[members].mean(0) if members.any() else np.zeros(6)
+            np.testing.assert_allclose(centroids[s * 5 + k], expected, rtol=1e-5, atol=1e-6)

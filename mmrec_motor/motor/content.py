@@ -22,29 +22,48 @@ the mean of an item's L centroids approximates its own (centred) features whatev
   buffer. Every training pair moves W_m, so a token (and an item) that no training pair reaches
   still moves with the content map: what an unseen item needs. Adds D_m d parameters per modality.
 
-Only numpy here (torch in :mod:`.tcn`); nothing imports the runtime.
+Only numpy and scipy here (torch in :mod:`.tcn`); nothing imports the runtime.
 """
 from __future__ import annotations
 
 from typing import Tuple
 
 import numpy as np
+import scipy.sparse as sp
 
 CONTENT_MODES = ("none", "init", "proj")
 
 
+#: rows normalised or summed at a time (float64 temporaries of this many rows, not of the catalogue)
+BLOCK_ROWS = 65536
+
+
+def _blocks(n: int):
+    return ((s, min(s + BLOCK_ROWS, n)) for s in range(0, n, BLOCK_ROWS))
+
+
 def centred_features(features: np.ndarray, normalize: str = "l2") -> np.ndarray:
     """The tokenizer's row normalisation (``l2``, ``standard`` or ``none``), then the column mean
-    removed: (n, D) float32 -> (n, D) float32."""
-    x = np.asarray(features, dtype=np.float64)
-    if normalize == "l2":
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    elif normalize == "standard":
-        std = x.std(axis=0)
-        x = (x - x.mean(axis=0)) / np.where(std < 1e-12, 1.0, std)
-    elif normalize != "none":
+    removed: (n, D) -> (n, D) float32, computed in float64 by blocks of rows (the one full-size array
+    is the float32 result; the features may be a memory map)."""
+    if normalize not in ("l2", "standard", "none"):
         raise ValueError(f"unknown normalize {normalize!r}: expected l2, standard or none")
-    return np.ascontiguousarray(x - x.mean(axis=0, keepdims=True), dtype=np.float32)
+    n, D = features.shape
+    shift, scale = np.zeros(D), np.ones(D)
+    if normalize == "standard":              # per-column z-score (population std), then centred: 0 mean
+        shift = sum(features[a:b].sum(axis=0, dtype=np.float64) for a, b in _blocks(n)) / n
+        var = sum(((features[a:b] - shift) ** 2).sum(axis=0) for a, b in _blocks(n)) / n
+        std = np.sqrt(var)
+        scale = 1.0 / np.where(std < 1e-12, 1.0, std)
+
+    def normalised(a: int, b: int) -> np.ndarray:
+        x = (np.asarray(features[a:b], dtype=np.float64) - shift) * scale
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if normalize == "l2" else x
+    mean = sum(normalised(a, b).sum(axis=0) for a, b in _blocks(n)) / n
+    out = np.empty((n, D), dtype=np.float32)
+    for a, b in _blocks(n):
+        out[a:b] = normalised(a, b) - mean
+    return out
 
 
 def token_centroids(tokens: np.ndarray, features: np.ndarray, codebook_size: int) -> np.ndarray:
@@ -59,10 +78,14 @@ def token_centroids(tokens: np.ndarray, features: np.ndarray, codebook_size: int
     if tokens.size and (tokens.min() < 0 or tokens.max() >= K):
         raise ValueError(f"token_centroids: tokens must lie in [0, {K}), got "
                          f"[{int(tokens.min())}, {int(tokens.max())}]")
-    rows = (tokens + np.arange(M, dtype=np.int64) * K).reshape(-1)          # (n M,)
+    rows = tokens + np.arange(M, dtype=np.int64) * K                         # (n, M) rows of C
     sums = np.zeros((M * K, features.shape[1]), dtype=np.float64)
-    np.add.at(sums, rows, np.repeat(features, M, axis=0))
-    counts = np.bincount(rows, minlength=M * K).astype(np.float64)
+    for a, b in _blocks(n):         # sums += A_block x_block, A the (M K x block) token-membership matrix
+        block_rows = rows[a:b].reshape(-1)
+        members = sp.csr_matrix((np.ones(block_rows.size), (block_rows, np.repeat(np.arange(b - a), M))),
+                                shape=(M * K, b - a))
+        sums += members @ np.asarray(features[a:b], dtype=np.float64)
+    counts = np.bincount(rows.reshape(-1), minlength=M * K).astype(np.float64)
     return np.ascontiguousarray(sums / np.maximum(counts, 1.0)[:, None], dtype=np.float32)
 
 
