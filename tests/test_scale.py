@@ -170,3 +170,6 @@ def test_content_centroids_by_blocks_equal_the_direct_means(monkeypatch, normali
             members = tokens[:, s] == k
             expected = got[members].mean(0) if members.any() else np.zeros(6)
             np.testing.assert_allclose(centroids[s * 5 + k], expected, rtol=1e-5, atol=1e-6)
+    table = np.random.default_rng(2).standard_normal((15, 4))
+    rows = np.random.default_rng(3).integers(0, 15, (203, 3))
+    assert content.pooled_std(table, rows) == pytest.approx(table[rows].mean(axis=1).std(), rel=1e-12)

@@ -104,9 +104,18 @@ def principal_directions(rows: np.ndarray, dim: int) -> np.ndarray:
 
 
 def pooled_std(table: np.ndarray, token_rows: np.ndarray) -> float:
-    """Per-coordinate std of the pooled item vectors mean_j table[token_rows[i, j]]: (R, d), (n, L)."""
-    pooled = np.asarray(table, dtype=np.float64)[np.asarray(token_rows)].mean(axis=1)
-    return float(pooled.std())
+    """Per-coordinate std of the pooled item vectors mean_j table[token_rows[i, j]]: (R, d), (n, L);
+    two passes by blocks of items (no (n, L, d) gather of the whole catalogue)."""
+    table, token_rows = np.asarray(table, dtype=np.float64), np.asarray(token_rows)
+    n = len(token_rows)
+    if n <= BLOCK_ROWS:
+        return float(table[token_rows].mean(axis=1).std())
+
+    def pooled(a: int, b: int) -> np.ndarray:
+        return table[token_rows[a:b]].mean(axis=1)
+    size = n * table.shape[1]
+    mean = sum(pooled(a, b).sum() for a, b in _blocks(n)) / size
+    return float(np.sqrt(sum(((pooled(a, b) - mean) ** 2).sum() for a, b in _blocks(n)) / size))
 
 
 def content_init(centroids: np.ndarray, dim: int, token_rows: np.ndarray, target_std: float
