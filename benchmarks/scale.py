@@ -25,7 +25,8 @@ runtime's own pieces (``build_model``, ``Trainer``'s training step, ``TopKEvalua
   before it through ``/proc/self/clear_refs``), both including the mapped feature pages read.
 
 A cell that fails (out of memory, a refused size) is recorded with its error; finished cells are
-skipped when the command runs again (resume). ``--cells-only`` skips the report. Writes
+skipped when the command runs again (resume). ``--cells-only`` skips the report, ``--report-only``
+the cells. Writes
 ``OUT/cells/*.json``, ``OUT/scale.md`` and ``OUT/scale.png`` (log-log).
 
 ``--tokenize-only`` measures only the tokenizer (one cell per size, e.g. ``--dim 4096`` for the 16 GB
@@ -194,6 +195,8 @@ def _cell_path(args, model, variant, n) -> str:
 
 def run_cells(args) -> None:
     os.makedirs(os.path.join(args.out, "cells"), exist_ok=True)
+    with open(os.path.join(args.out, "commands.txt"), "a") as handle:      # what the report shows
+        handle.write("python benchmarks/scale.py " + " ".join(sys.argv[1:]) + "\n")
     models = ["-"] if args.tokenize_only else args.models.split(",")
     variants = ["-"] if args.tokenize_only else args.variants.split(",")
     for n in [int(v) for v in args.items.split(",")]:
@@ -241,12 +244,14 @@ def report(args) -> None:
         tok = c.get("tokenize_seconds") or {}
         rows.append([c["model"], c["variant"].upper() if c["variant"] == "id" else "MOTOR", f"{c['n_items']:,}",
                      f"{c['n_users']:,}", f"{c['item_params']:,}", f"{sum(tok.values()):.1f}" if tok else "-",
-                     f"{c['step_seconds']:.4f}", f"{c['epoch_seconds_est']:.0f}",
+                     f"{c['step_seconds']:.4f}", f"{c['epoch_seconds_est']:.1f}",
                      f"{c['eval_seconds']:.1f} ({c['eval_users']:,} users)", _gib(c["peak_rss_bytes"]),
                      _gib(c.get("eval_peak_rss_bytes")), ""])
     header = ["model", "item repr", "items", "users", "item params", "tokenize s", "s/step",
               "s/epoch (est.)", "eval s", "peak RSS GiB", "eval peak GiB", "note"]
-    lines = ["# Catalogue scale", "", "```bash", "python " + " ".join(sys.argv), "```", "",
+    commands_file = os.path.join(args.out, "commands.txt")
+    commands = open(commands_file).read().splitlines() if os.path.exists(commands_file) else []
+    lines = ["# Catalogue scale", "", "```bash", *dict.fromkeys(commands), "```", "",
              markdown_table(header, rows), ""]
     tokenize = [c for c in cells if "model" not in c]
     if tokenize:
@@ -293,6 +298,8 @@ def main() -> None:
     parser.add_argument("--use_gpu", action="store_true")
     parser.add_argument("--tokenize-only", dest="tokenize_only", action="store_true")
     parser.add_argument("--cells-only", dest="cells_only", action="store_true")
+    parser.add_argument("--report-only", dest="report_only", action="store_true",
+                        help="rewrite scale.md / scale.png from the cells in OUT")
     # one cell (the parent starts these)
     parser.add_argument("--cell", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n_items", type=int, help=argparse.SUPPRESS)
@@ -308,7 +315,8 @@ def main() -> None:
         with open(_cell_path(args, args.model, args.variant, args.n_items), "w") as handle:
             json.dump(result, handle, indent=1)
         return
-    run_cells(args)
+    if not args.report_only:
+        run_cells(args)
     if not args.cells_only:
         report(args)
 
