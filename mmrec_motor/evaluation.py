@@ -168,8 +168,7 @@ class TopKEvaluator:
         if self.item_chunk is None:
             return None
         method = getattr(model, "ranking_factors", None)
-        factors = method(torch.from_numpy(self.users).to(self.device)) if method is not None else None
-        return factors
+        return method(torch.from_numpy(self.users).to(self.device)) if method is not None else None
 
     def _chunked_top(self, factors, index: int) -> torch.Tensor:
         """The top ``max_k`` items of batch ``index``, ``item_chunk`` items scored at a time."""

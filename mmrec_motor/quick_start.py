@@ -216,7 +216,8 @@ def quick_start(config: Config) -> Dict[str, Any]:
         "train_seconds_per_epoch": best["train_seconds_per_epoch"],
         "eval_seconds": best["eval_seconds"],
         **({"distributed": {"world_size": ranks.world_size, "backend": backend_for(device),
-                            "batches_per_rank": len(sampler_of(config, data, ranks))}}
+                            "batches_per_rank": BPRSampler.steps(len(data.train), config["train_batch_size"],
+                                                                 ranks.world_size)}}
            if ranks.distributed else {}),
         "config": {k: v for k, v in config.to_dict().items()},
     }

@@ -60,7 +60,12 @@ class BPRSampler:
                 raise ValueError("a user has interacted with every training item: no negative exists")
 
     def __len__(self) -> int:
-        return -(-len(self.users) // (self.batch_size * self.world_size))
+        return self.steps(len(self.users), self.batch_size, self.world_size)
+
+    @staticmethod
+    def steps(n_train: int, batch_size: int, world_size: int = 1) -> int:
+        """Batches per epoch on each rank: ceil(n_train / (batch_size x world_size))."""
+        return -(-int(n_train) // (int(batch_size) * int(world_size)))
 
     def sample_negatives(self, users: np.ndarray) -> np.ndarray:
         """One negative per user entry, uniform over training items, never a training positive."""
