@@ -22,7 +22,8 @@ runtime's own pieces (``build_model``, ``Trainer``'s training step, ``TopKEvalua
 * evaluation seconds: full-sort ranking of every test user over all items (``eval_item_chunk``
   items at a time);
 * peak resident memory (VmHWM) of the whole cell, and of the evaluation alone (the peak is reset
-  before it through ``/proc/self/clear_refs``), both including the mapped feature pages read.
+  before it through ``/proc/self/clear_refs``), both including the mapped feature pages read; "eval
+  adds" is the evaluation's peak minus the resident memory just before it.
 
 A cell that fails (out of memory, a refused size) is recorded with its error; finished cells are
 skipped when the command runs again (resume). ``--cells-only`` skips the report, ``--report-only``
@@ -94,6 +95,15 @@ def _peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _resident_bytes() -> int:
+    """VmRSS of this process now, in bytes."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def _reset_peak() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as handle:
@@ -148,6 +158,7 @@ def measure_cell(args) -> dict:
     step_seconds = (time.perf_counter() - began) / steps
     train_peak = _peak_bytes()
     test = evaluator(config, data, data.test)
+    before_eval = _resident_bytes()
     reset = _reset_peak()
     began = time.perf_counter()
     test.evaluate(model)
@@ -164,6 +175,7 @@ def measure_cell(args) -> dict:
         "eval_seconds": eval_seconds, "eval_item_chunk": config["eval_item_chunk"],
         "eval_batch_size": config["eval_batch_size"],
         "peak_rss_bytes": max(train_peak, _peak_bytes()), "eval_peak_rss_bytes": _peak_bytes() if reset else None,
+        "rss_before_eval_bytes": before_eval,
     }
 
 
@@ -239,16 +251,18 @@ def report(args) -> None:
     rows = []
     for c in train:
         if "error" in c:
-            rows.append([c["model"], c["variant"], f"{c['n_items']:,}"] + ["-"] * 8 + [f"failed: {c['error']}"])
+            rows.append([c["model"], c["variant"], f"{c['n_items']:,}", f"failed: {c['error']}"] + ["-"] * 8)
             continue
         tok = c.get("tokenize_seconds") or {}
         rows.append([c["model"], c["variant"].upper() if c["variant"] == "id" else "MOTOR", f"{c['n_items']:,}",
                      f"{c['n_users']:,}", f"{c['item_params']:,}", f"{sum(tok.values()):.1f}" if tok else "-",
                      f"{c['step_seconds']:.4f}", f"{c['epoch_seconds_est']:.1f}",
                      f"{c['eval_seconds']:.1f} ({c['eval_users']:,} users)", _gib(c["peak_rss_bytes"]),
-                     _gib(c.get("eval_peak_rss_bytes")), ""])
+                     _gib(c.get("eval_peak_rss_bytes")),
+                     _gib(c["eval_peak_rss_bytes"] - c["rss_before_eval_bytes"])
+                     if c.get("eval_peak_rss_bytes") and c.get("rss_before_eval_bytes") else "-"])
     header = ["model", "item repr", "items", "users", "item params", "tokenize s", "s/step",
-              "s/epoch (est.)", "eval s", "peak RSS GiB", "eval peak GiB", "note"]
+              "s/epoch (est.)", "eval s", "peak RSS GiB", "eval peak GiB", "eval adds GiB"]
     commands_file = os.path.join(args.out, "commands.txt")
     commands = open(commands_file).read().splitlines() if os.path.exists(commands_file) else []
     lines = ["# Catalogue scale", "", "```bash", *dict.fromkeys(commands), "```", "",
