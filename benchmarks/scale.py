@@ -31,7 +31,8 @@ the cells. Writes
 ``OUT/cells/*.json``, ``OUT/scale.md`` and ``OUT/scale.png`` (log-log).
 
 ``--tokenize-only`` measures only the tokenizer (one cell per size, e.g. ``--dim 4096`` for the 16 GB
-feature matrix of 1M items): seconds and peak memory of ``fit_tokenize`` on the memory-mapped file.
+feature matrix of 1M items): seconds and peak memory of ``fit_tokenize`` on the memory-mapped file,
+the peak resident set (with the file's pages read) and the peak anonymous memory (without them).
 """
 import argparse
 import itertools
@@ -102,6 +103,37 @@ def _resident_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+class AnonymousPeak:
+    """The largest RssAnon (memory not backed by a file: what the mapped feature pages are not) seen
+    by a thread that reads /proc/self/status every ``every`` seconds while the block runs."""
+
+    def __init__(self, every: float = 0.1):
+        import threading
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _read(self) -> int:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._read())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._read())
 
 
 def _reset_peak() -> bool:
@@ -193,11 +225,13 @@ def measure_tokenizer(args) -> dict:
     ((path, features),) = load_named(config, {"t": "text_feature_file"}, args.n_items).values()
     params = tokenizer_params(config, "t")
     began = time.perf_counter()
-    result = fit_tokenize(features, params, args.n_items, name=path)
+    with AnonymousPeak() as anonymous:
+        result = fit_tokenize(features, params, args.n_items, name=path)
     seconds = time.perf_counter() - began
     keep = ("quantizer", "num_subspaces", "nbits", "dim_in", "dim_quantized", "n_train", "recon_rel")
     return {"n_items": args.n_items, "dim": args.dim, "feature_bytes": int(features.nbytes),
-            "seconds": seconds, "peak_rss_bytes": _peak_bytes(), **{k: result.stats[k] for k in keep}}
+            "seconds": seconds, "peak_rss_bytes": _peak_bytes(), "peak_anonymous_bytes": anonymous.peak,
+            **{k: result.stats[k] for k in keep}}
 
 
 def _cell_path(args, model, variant, n) -> str:
@@ -270,10 +304,12 @@ def report(args) -> None:
     tokenize = [c for c in cells if "model" not in c]
     if tokenize:
         lines += ["## Tokenizer alone (memory-mapped features)", "", markdown_table(
-            ["items", "dim", "features GiB", "quantizer", "trained on", "seconds", "peak RSS GiB", "recon_rel"],
+            ["items", "dim", "features GiB", "quantizer", "trained on", "seconds", "peak RSS GiB",
+             "peak anonymous GiB", "recon_rel"],
             [[f"{c['n_items']:,}", c["dim"], _gib(c.get("feature_bytes")), c.get("quantizer", "-"),
               f"{c['n_train']:,}" if "n_train" in c else "-", f"{c['seconds']:.0f}" if "seconds" in c else "-",
-              _gib(c.get("peak_rss_bytes")), f"{c['recon_rel']:.3f}" if "recon_rel" in c else c.get("error", "")]
+              _gib(c.get("peak_rss_bytes")), _gib(c.get("peak_anonymous_bytes")),
+              f"{c['recon_rel']:.3f}" if "recon_rel" in c else c.get("error", "")]
              for c in sorted(tokenize, key=lambda c: (c["dim"], c["n_items"]))]), ""]
     with open(os.path.join(args.out, "scale.md"), "w") as handle:
         handle.write("\n".join(lines))
