@@ -49,24 +49,31 @@ import numpy as np
 
 USERS_PER_ITEM = 0.1
 ROWS_PER_USER = 100
+ROWS_PER_ITEM = 10          # with --users: each user has 10 n / users rows
 
 
-def synthetic_dataset(out: str, n_items: int, dim: int, eval_users: int, seed: int = 0) -> str:
-    """``OUT/data/synth<n>/``: the .inter file and ``text_feat.npy`` (written once); the dataset name."""
-    name = f"synth{n_items}"
+def dataset_name(n_items: int, users=None) -> str:
+    return f"synth{n_items}" if users is None else f"synth{n_items}u{users}"
+
+
+def synthetic_dataset(out: str, n_items: int, dim: int, eval_users: int, seed: int = 0, users=None) -> str:
+    """``OUT/data/<name>/``: the .inter file and ``text_feat_<dim>.npy`` (written once); the dataset
+    name. ``users``: that many users with 10 n / users rows each (the default: module docstring)."""
+    name = dataset_name(n_items, users)
     folder = os.path.join(out, "data", name)
     inter = os.path.join(folder, f"{name}.inter")
     feat = os.path.join(folder, f"text_feat_{dim}.npy")
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     if not os.path.exists(inter):
-        n_users = max(1000, int(n_items * USERS_PER_ITEM))
-        users = np.repeat(np.arange(n_users, dtype=np.int64), ROWS_PER_USER)
+        n_users = max(1000, int(n_items * USERS_PER_ITEM)) if users is None else int(users)
+        per_user = ROWS_PER_USER if users is None else max(2, round(ROWS_PER_ITEM * n_items / n_users))
+        users = np.repeat(np.arange(n_users, dtype=np.int64), per_user)
         items = rng.integers(0, n_items, len(users))
         items[:n_items] = np.arange(n_items)            # every item has a row, so n_items is exact
         rng.shuffle(items[:n_items])
         labels = np.zeros(len(users), dtype=np.int8)
-        first = np.arange(min(eval_users, n_users)) * ROWS_PER_USER
+        first = np.arange(min(eval_users, n_users)) * per_user
         labels[first], labels[first + 1] = 1, 2           # one valid and one test row per evaluated user
         tmp = inter + ".tmp"
         with open(tmp, "w") as handle:
@@ -166,7 +173,7 @@ def measure_cell(args) -> dict:
     from mmrec_motor.threads import apply_threads
     from mmrec_motor.trainer import Trainer, init_seed
 
-    name = f"synth{args.n_items}"
+    name = dataset_name(args.n_items, args.users)
     values = first_grid_values(args.model, name, cell_overrides(args, name))
     values["motor"] = args.variant == "motor"
     config = Config(args.model, name, values)
@@ -197,6 +204,7 @@ def measure_cell(args) -> dict:
     eval_seconds = time.perf_counter() - began
     return {
         "model": args.model, "variant": args.variant, "n_items": data.n_items, "n_users": data.n_users,
+        "fixed_users": args.users,
         "n_train": len(data.train), "eval_users": len(test.users), "dim": args.dim,
         "num_threads": torch.get_num_threads(), "device": str(config["device"]),
         "item_params": int(item["params"]), "params": count_parameters(model)["total"],
@@ -219,7 +227,7 @@ def measure_tokenizer(args) -> dict:
     from mmrec_motor.motor.tokenizer import fit_tokenize
     from mmrec_motor.threads import apply_threads
 
-    name = f"synth{args.n_items}"
+    name = dataset_name(args.n_items, args.users)
     config = Config("BPR", name, {**cell_overrides(args, name), "motor": True})
     apply_threads(config["num_threads"])
     ((path, features),) = load_named(config, {"t": "text_feature_file"}, args.n_items).values()
@@ -235,7 +243,8 @@ def measure_tokenizer(args) -> dict:
 
 
 def _cell_path(args, model, variant, n) -> str:
-    stem = f"tokenize-{n}-d{args.dim}" if args.tokenize_only else f"{model}-{variant}-{n}"
+    size = n if args.users is None else f"{n}u{args.users}"
+    stem = f"tokenize-{size}-d{args.dim}" if args.tokenize_only else f"{model}-{variant}-{size}"
     return os.path.join(args.out, "cells", stem + ".json")
 
 
@@ -246,7 +255,7 @@ def run_cells(args) -> None:
     models = ["-"] if args.tokenize_only else args.models.split(",")
     variants = ["-"] if args.tokenize_only else args.variants.split(",")
     for n in [int(v) for v in args.items.split(",")]:
-        synthetic_dataset(args.out, n, args.dim, args.eval_users)
+        synthetic_dataset(args.out, n, args.dim, args.eval_users, users=args.users)
         for model, variant in itertools.product(models, variants):
             path = _cell_path(args, model, variant, n)
             if os.path.exists(path):
@@ -256,6 +265,7 @@ def run_cells(args) -> None:
                        "--n_items", str(n), "--model", model, "--variant", variant, "--dim", str(args.dim),
                        "--steps", str(args.steps), "--warmup", str(args.warmup),
                        "--num_threads", str(args.num_threads), "--eval_users", str(args.eval_users)]
+            command += [] if args.users is None else ["--users", str(args.users)]
             command += (["--tokenize-only"] if args.tokenize_only else []) + \
                 (["--use_gpu"] if args.use_gpu else []) + args.rest
             began = time.perf_counter()
@@ -281,14 +291,18 @@ def report(args) -> None:
     for file in sorted(os.listdir(folder)):
         with open(os.path.join(folder, file)) as handle:
             cells.append(json.load(handle))
-    train = sorted((c for c in cells if "model" in c), key=lambda c: (c["model"], c["n_items"], c["variant"]))
-    rows = []
-    for c in train:
+    train = sorted((c for c in cells if "model" in c),
+                   key=lambda c: (c.get("fixed_users") or 0, c["model"], c["n_items"], c["variant"]))
+    fixed = [c for c in train if c.get("fixed_users")]
+    train = [c for c in train if not c.get("fixed_users")]
+    rows, fixed_rows = [], []
+    for c in train + fixed:
+        target = fixed_rows if c.get("fixed_users") else rows
         if "error" in c:
-            rows.append([c["model"], c["variant"], f"{c['n_items']:,}", f"failed: {c['error']}"] + ["-"] * 8)
+            target.append([c["model"], c["variant"], f"{c['n_items']:,}", f"failed: {c['error']}"] + ["-"] * 8)
             continue
         tok = c.get("tokenize_seconds") or {}
-        rows.append([c["model"], c["variant"].upper() if c["variant"] == "id" else "MOTOR", f"{c['n_items']:,}",
+        target.append([c["model"], c["variant"].upper() if c["variant"] == "id" else "MOTOR", f"{c['n_items']:,}",
                      f"{c['n_users']:,}", f"{c['item_params']:,}", f"{sum(tok.values()):.1f}" if tok else "-",
                      f"{c['step_seconds']:.4f}", f"{c['epoch_seconds_est']:.1f}",
                      f"{c['eval_seconds']:.1f} ({c['eval_users']:,} users)", _gib(c["peak_rss_bytes"]),
@@ -301,6 +315,9 @@ def report(args) -> None:
     commands = open(commands_file).read().splitlines() if os.path.exists(commands_file) else []
     lines = ["# Catalogue scale", "", "```bash", *dict.fromkeys(commands), "```", "",
              markdown_table(header, rows), ""]
+    if fixed_rows:
+        lines += [f"## The same users at every size ({fixed[0]['fixed_users']:,}: the item side alone)", "",
+                  markdown_table(header, fixed_rows), ""]
     tokenize = [c for c in cells if "model" not in c]
     if tokenize:
         lines += ["## Tokenizer alone (memory-mapped features)", "", markdown_table(
@@ -344,6 +361,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training batches timed per cell")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--eval_users", type=int, default=10000)
+    parser.add_argument("--users", type=int, default=None,
+                        help="a fixed number of users at every size (10 n / users rows each), to see the "
+                             "item side alone; default n / 10 users (at least 1,000) with 100 rows each")
     parser.add_argument("--num_threads", type=int, default=1)
     parser.add_argument("--use_gpu", action="store_true")
     parser.add_argument("--tokenize-only", dest="tokenize_only", action="store_true")
