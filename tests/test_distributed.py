@@ -114,3 +114,16 @@ def test_resume_under_torchrun(tmp_path):
     assert result["combinations"][0]["epochs_run"] == 4
     valid, test = _single_process_metrics(result["combinations"][0]["checkpoint"])
     assert valid == result["best"]["valid"] and test == result["best"]["test"]
+
+
+def test_a_cuda_rank_beyond_the_devices_is_named(monkeypatch):
+    """Under torchrun with CUDA, LOCAL_RANK picks the device; more processes than devices is an error
+    that says what to change (checked before any process group is joined)."""
+    from mmrec_motor import distributed
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"LOCAL_RANK=1 but this machine has 1 CUDA device\(s\): start at "
+                                         r"most that many processes per node \(--nproc_per_node\)"):
+        distributed.setup({"device": "cuda:0"})
