@@ -55,8 +55,9 @@ p = d c if c < d else 0 (the projection P):
 n_items (``motor_fine_nbits: auto`` grows K_f with the catalogue up to 2^14 cells, then stops). Defaults (L = 16, d = 64, c = 16, r = 8, 2 layers, K = 256):
 T = 262,144 + TCN 26,176 = 288,320 (agnostic).
 
-Cost. The backbone reads the full item table every optimisation step, so the TCN runs over all n
-items every batch, and its cost is memory traffic over (n, L c) tensors (each elementwise pass over a
+Cost. A graph backbone reads the full item table every optimisation step, so the TCN runs over all
+n items every batch (BPR and VBPR read only their batch's rows, which
+:class:`~.item_embedding.MotorItemEmbedding` then computes alone), and its cost is memory traffic over (n, L c) tensors (each elementwise pass over a
 7050 x 1024 float tensor cost 10-28 ms on one CPU thread here, much of it page faults on fresh
 allocations rather than arithmetic). Hence c = 16 by default (motor_tcn_dim), and the implementation:
 
