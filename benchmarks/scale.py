@@ -94,22 +94,18 @@ def synthetic_dataset(out: str, n_items: int, dim: int, eval_users: int, seed: i
     return name
 
 
-def _peak_bytes() -> int:
-    """VmHWM of this process (peak resident memory since start or the last reset), in bytes."""
+def _status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (``VmHWM``, ``VmRSS``, ``RssAnon``) in bytes; 0 without it."""
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _resident_bytes() -> int:
-    """VmRSS of this process now, in bytes."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def _peak_bytes() -> int:
+    """VmHWM of this process (peak resident memory since start or the last reset), in bytes."""
+    return _status_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class AnonymousPeak:
@@ -121,16 +117,9 @@ class AnonymousPeak:
         self.every, self.peak, self._stop = every, 0, threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _read(self) -> int:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
     def _watch(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._read())
+            self.peak = max(self.peak, _status_bytes("RssAnon"))
             self._stop.wait(self.every)
 
     def __enter__(self):
@@ -140,7 +129,7 @@ class AnonymousPeak:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._read())
+        self.peak = max(self.peak, _status_bytes("RssAnon"))
 
 
 def _reset_peak() -> bool:
@@ -197,7 +186,7 @@ def measure_cell(args) -> dict:
     step_seconds = (time.perf_counter() - began) / steps
     train_peak = _peak_bytes()
     test = evaluator(config, data, data.test)
-    before_eval = _resident_bytes()
+    before_eval = _status_bytes("VmRSS")
     reset = _reset_peak()
     began = time.perf_counter()
     test.evaluate(model)

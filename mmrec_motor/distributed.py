@@ -147,17 +147,16 @@ def sum_over_ranks(value: float, ranks: Ranks) -> float:
 
 
 class LossModule(torch.nn.Module):
-    """``forward(batch)`` = ``model.calculate_loss(batch)`` (summed when a tuple): what DDP wraps,
-    because DDP synchronises the gradients of its module's ``forward`` and the backbones' training
-    entry point is ``calculate_loss``."""
+    """``forward(batch)`` = ``model.calculate_loss(batch)``: what DDP wraps, because DDP synchronises
+    the gradients of its module's ``forward`` and the backbones' training entry point is
+    ``calculate_loss`` (a tuple of losses is summed by the trainer, as in one process)."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        loss = self.model.calculate_loss(batch)
-        return sum(loss) if isinstance(loss, tuple) else loss
+    def forward(self, batch: torch.Tensor):
+        return self.model.calculate_loss(batch)
 
 
 def data_parallel(model: torch.nn.Module, config: Mapping[str, Any]) -> torch.nn.Module:

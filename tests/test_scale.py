@@ -26,8 +26,7 @@ def test_blocks_of_rows_give_the_tokens_and_statistics_of_one_pass(monkeypatch, 
     x = _features()
     params = TokenizerParams(quantizer=quantizer, num_subspaces=4, nbits=4, normalize=normalize, seed=3)
     whole = fit_tokenize(x, params)
-    for module in (preprocess, tokenizer):
-        monkeypatch.setattr(module, "BLOCK_ROWS", 128)         # 700 rows: 6 blocks, the last of 60
+    monkeypatch.setattr(preprocess, "BLOCK_ROWS", 128)         # 700 rows: 6 blocks, the last of 60
     blocks = fit_tokenize(x, params)
     np.testing.assert_array_equal(blocks.tokens, whole.tokens)
     for stat in ("recon_mse", "recon_rel"):
@@ -68,9 +67,9 @@ def test_motor_features_are_memory_mapped_when_float32(tmp_path):
         load_named(config, {"t": "text_feature_file"}, data.n_items)
 
 
-def _trained_bpr(tmp_path, motor=False):
+def _trained_bpr(tmp_path, motor=False, model_name="BPR"):
     config, data = _dataset(tmp_path, lambda n: _features(n=n))
-    config = Config("BPR", "toy", {"data_path": str(tmp_path / "data"), "use_gpu": False, "motor": motor,
+    config = Config(model_name, "toy", {"data_path": str(tmp_path / "data"), "use_gpu": False, "motor": motor,
                                    "motor_cache_dir": str(tmp_path / "tokens"), "motor_fine_nbits": None,
                                    "motor_modalities": ["t"]})
     for name, value in zip(*grid(config)[0]):
@@ -161,7 +160,7 @@ def test_content_centroids_by_blocks_equal_the_direct_means(monkeypatch, normali
         want = x.copy()
     want -= want.mean(0)
     tokens = np.random.default_rng(1).integers(0, 5, (203, 3))
-    monkeypatch.setattr(content, "BLOCK_ROWS", 16)
+    monkeypatch.setattr(preprocess, "BLOCK_ROWS", 16)
     got = content.centred_features(x.astype(np.float32), normalize)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     centroids = content.token_centroids(tokens, got, 5)
@@ -173,3 +172,12 @@ def test_content_centroids_by_blocks_equal_the_direct_means(monkeypatch, normali
     table = np.random.default_rng(2).standard_normal((15, 4))
     rows = np.random.default_rng(3).integers(0, 15, (203, 3))
     assert content.pooled_std(table, rows) == pytest.approx(table[rows].mean(axis=1).std(), rel=1e-12)
+
+
+def test_motor_vbpr_step_computes_only_the_batch_rows(tmp_path):
+    """VBPR reads its ID part through item_rows: with MOTOR, the batch's rows alone."""
+    config, data, model = _trained_bpr(tmp_path, motor=True, model_name="VBPR")
+    assert model.motor_items.n_computations == 0
+    assert model.motor_items.n_row_computations == len(sampler_of(config, data))
+    items = torch.tensor([0, 5, 5, 17])
+    torch.testing.assert_close(model.item_rows("i_embedding", items), model.i_embedding[items])

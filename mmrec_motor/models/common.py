@@ -48,10 +48,12 @@ class GeneralRecommender(nn.Module):
 
     def item_rows(self, table: str, items: torch.Tensor) -> torch.Tensor:
         """Rows ``items`` of the item table attribute ``table`` ([len(items), d]). When MOTOR replaced
-        that table (its module is then the attribute ``motor_items``, :mod:`mmrec_motor.motor.adapters`),
-        only these rows are computed from their tokens, not the whole table."""
+        that table (the adapter registered its module as ``motor_items`` and made ``table`` a property
+        of the model's class, :mod:`mmrec_motor.motor.adapters`), only these rows are computed from
+        their tokens, not the whole table."""
         motor = getattr(self, MOTOR_ATTR, None)
-        return motor(items) if motor is not None else getattr(self, table)[items]
+        replaced = motor is not None and isinstance(getattr(type(self), table, None), property)
+        return motor(items) if replaced else getattr(self, table)[items]
 
     def pre_epoch_processing(self) -> None:
         """Called before every training epoch (edge dropout, graph resampling, ...)."""

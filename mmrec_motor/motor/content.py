@@ -22,7 +22,8 @@ the mean of an item's L centroids approximates its own (centred) features whatev
   buffer. Every training pair moves W_m, so a token (and an item) that no training pair reaches
   still moves with the content map: what an unseen item needs. Adds D_m d parameters per modality.
 
-Only numpy and scipy here (torch in :mod:`.tcn`); nothing imports the runtime.
+Only numpy and scipy here (torch in :mod:`.tcn`); rows go by the blocks of :mod:`.preprocess`;
+nothing imports the runtime.
 """
 from __future__ import annotations
 
@@ -31,15 +32,9 @@ from typing import Tuple
 import numpy as np
 import scipy.sparse as sp
 
+from .preprocess import row_blocks
+
 CONTENT_MODES = ("none", "init", "proj")
-
-
-#: rows normalised or summed at a time (float64 temporaries of this many rows, not of the catalogue)
-BLOCK_ROWS = 65536
-
-
-def _blocks(n: int):
-    return ((s, min(s + BLOCK_ROWS, n)) for s in range(0, n, BLOCK_ROWS))
 
 
 def centred_features(features: np.ndarray, normalize: str = "l2") -> np.ndarray:
@@ -51,17 +46,17 @@ def centred_features(features: np.ndarray, normalize: str = "l2") -> np.ndarray:
     n, D = features.shape
     shift, scale = np.zeros(D), np.ones(D)
     if normalize == "standard":              # per-column z-score (population std), then centred: 0 mean
-        shift = sum(features[a:b].sum(axis=0, dtype=np.float64) for a, b in _blocks(n)) / n
-        var = sum(((features[a:b] - shift) ** 2).sum(axis=0) for a, b in _blocks(n)) / n
+        shift = sum(features[a:b].sum(axis=0, dtype=np.float64) for a, b in row_blocks(n)) / n
+        var = sum(((features[a:b] - shift) ** 2).sum(axis=0) for a, b in row_blocks(n)) / n
         std = np.sqrt(var)
         scale = 1.0 / np.where(std < 1e-12, 1.0, std)
 
     def normalised(a: int, b: int) -> np.ndarray:
         x = (np.asarray(features[a:b], dtype=np.float64) - shift) * scale
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if normalize == "l2" else x
-    mean = sum(normalised(a, b).sum(axis=0) for a, b in _blocks(n)) / n
+    mean = sum(normalised(a, b).sum(axis=0) for a, b in row_blocks(n)) / n
     out = np.empty((n, D), dtype=np.float32)
-    for a, b in _blocks(n):
+    for a, b in row_blocks(n):
         out[a:b] = normalised(a, b) - mean
     return out
 
@@ -80,7 +75,7 @@ def token_centroids(tokens: np.ndarray, features: np.ndarray, codebook_size: int
                          f"[{int(tokens.min())}, {int(tokens.max())}]")
     rows = tokens + np.arange(M, dtype=np.int64) * K                         # (n, M) rows of C
     sums = np.zeros((M * K, features.shape[1]), dtype=np.float64)
-    for a, b in _blocks(n):         # sums += A_block x_block, A the (M K x block) token-membership matrix
+    for a, b in row_blocks(n):         # sums += A_block x_block, A the (M K x block) token-membership matrix
         block_rows = rows[a:b].reshape(-1)
         members = sp.csr_matrix((np.ones(block_rows.size), (block_rows, np.repeat(np.arange(b - a), M))),
                                 shape=(M * K, b - a))
@@ -108,14 +103,15 @@ def pooled_std(table: np.ndarray, token_rows: np.ndarray) -> float:
     two passes by blocks of items (no (n, L, d) gather of the whole catalogue)."""
     table, token_rows = np.asarray(table, dtype=np.float64), np.asarray(token_rows)
     n = len(token_rows)
-    if n <= BLOCK_ROWS:
+    blocks = list(row_blocks(n))
+    if len(blocks) <= 1:                 # one block: numpy's std of the whole pooled table
         return float(table[token_rows].mean(axis=1).std())
 
     def pooled(a: int, b: int) -> np.ndarray:
         return table[token_rows[a:b]].mean(axis=1)
     size = n * table.shape[1]
-    mean = sum(pooled(a, b).sum() for a, b in _blocks(n)) / size
-    return float(np.sqrt(sum(((pooled(a, b) - mean) ** 2).sum() for a, b in _blocks(n)) / size))
+    mean = sum(pooled(a, b).sum() for a, b in blocks) / size
+    return float(np.sqrt(sum(((pooled(a, b) - mean) ** 2).sum() for a, b in blocks) / size))
 
 
 def content_init(centroids: np.ndarray, dim: int, token_rows: np.ndarray, target_std: float

@@ -22,6 +22,11 @@ import numpy as np
 BLOCK_ROWS = 65536
 
 
+def row_blocks(n: int):
+    """(first, last) row bounds of n rows in blocks of :data:`BLOCK_ROWS` (read when called)."""
+    return ((first, min(first + BLOCK_ROWS, n)) for first in range(0, n, BLOCK_ROWS))
+
+
 def validate_features(features, n_items: Optional[int] = None, name: str = "features") -> np.ndarray:
     """Check a feature matrix and return it as float32, C-contiguous, shape (n_items, D).
 
@@ -41,8 +46,7 @@ def validate_features(features, n_items: Optional[int] = None, name: str = "feat
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)      # no copy of a float32 C-order (mapped) array
-    bad = np.concatenate([~np.isfinite(arr[i:i + BLOCK_ROWS]).all(axis=1)
-                          for i in range(0, arr.shape[0], BLOCK_ROWS)])
+    bad = np.concatenate([~np.isfinite(arr[a:b]).all(axis=1) for a, b in row_blocks(arr.shape[0])])
     if bad.any():
         rows = np.flatnonzero(bad)
         raise ValueError(f"{name}: {rows.size} of {arr.shape[0]} rows contain NaN or inf "
@@ -113,11 +117,9 @@ class Normalizer:
             if len(x) <= BLOCK_ROWS:
                 mean = x.mean(axis=0, dtype=np.float64)
                 std = x.std(axis=0, dtype=np.float64)
-            else:                       # by blocks: sum and sum of squares in float64
-                total = sum(x[i:i + BLOCK_ROWS].sum(axis=0, dtype=np.float64) for i in range(0, len(x), BLOCK_ROWS))
-                mean = total / len(x)
-                squares = sum(((x[i:i + BLOCK_ROWS] - mean) ** 2).sum(axis=0)
-                              for i in range(0, len(x), BLOCK_ROWS))
+            else:                       # by blocks: the sum, then the squared deviations, in float64
+                mean = sum(x[a:b].sum(axis=0, dtype=np.float64) for a, b in row_blocks(len(x))) / len(x)
+                squares = sum(((x[a:b] - mean) ** 2).sum(axis=0) for a, b in row_blocks(len(x)))
                 std = np.sqrt(squares / len(x))
             std[std < 1e-12] = 1.0
             return cls(kind, mean.astype(np.float32), (1.0 / std).astype(np.float32))

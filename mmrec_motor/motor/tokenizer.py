@@ -46,7 +46,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .codes import pack_codes, token_stats, unpack_codes
-from .preprocess import BLOCK_ROWS, PCA, Normalizer, validate_features
+from .preprocess import PCA, Normalizer, row_blocks, validate_features
 from .tokenizer_params import AUTO_MAX_TRAIN_ITEMS, TokenizerParams, effective_nbits, plan_dims
 
 __all__ = ["TokenizerParams", "TokenizerResult", "fit_tokenize", "validate_features", "pack_codes",
@@ -138,14 +138,14 @@ class TokenizerResult:
 
 def _encode_blocks(x: np.ndarray, norm: Normalizer, pca: Optional[PCA], index, sub):
     """Every row's codes, and the reconstruction error and spread of the module docstring, over
-    blocks of ``BLOCK_ROWS`` rows: (codes (n, code bytes) uint8, sum ||z - z_hat||^2, sum ||z -
-    mean z||^2), z the rows in the space the quantizer sees. The spread of the blocks is combined
+    blocks of rows (:func:`~.preprocess.row_blocks`): (codes (n, code bytes) uint8, sum ||z - z_hat||^2,
+    sum ||z - mean z||^2), z the rows in the space the quantizer sees. The spread of the blocks is combined
     exactly (Chan et al.'s pairwise update of count, mean and squared deviations)."""
     faiss = _faiss()
     codes, err = [], 0.0
     count, mean, spread = 0, None, 0.0
-    for first in range(0, x.shape[0], BLOCK_ROWS):
-        block = norm(x[first:first + BLOCK_ROWS])
+    for first, last in row_blocks(x.shape[0]):
+        block = norm(x[first:last])
         if pca is not None:
             block = pca(block)
         block_codes = index.sa_encode(block)
