@@ -297,9 +297,12 @@ def validate(values: Dict[str, Any], grid_keys: List[str], yaml_grid_keys: set) 
 def run_identity(values: Mapping[str, Any]) -> str:
     """A hash of every setting that shapes the run (the keys that are not ``volatile``), so a
     checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its two keys
-    are left out too, and ``isolated_self_loops`` when it is ``auto`` (off then): the identity of runs
-    from before those keys existed."""
+    are left out too, ``isolated_self_loops`` when it is ``auto`` (off then), and
+    ``motor_fine_items_per_cell`` when MOTOR is off or the key is at its first value, 4: the identity
+    of runs from before those keys existed."""
     relevant = {k: v for k, v in values.items() if not key(k).volatile}
+    if not relevant.get("motor") or relevant.get("motor_fine_items_per_cell") == 4:
+        relevant.pop("motor_fine_items_per_cell", None)
     if not relevant.get("cold_item_ratio"):
         relevant.pop("cold_item_ratio", None)
         relevant.pop("cold_item_seed", None)

@@ -415,3 +415,28 @@ def test_motor_yaml_documents_every_default():
     for key in DEFAULTS:  # each key has a comment right above it
         before = text.split(f"\n{key}:", 1)[0].rstrip().splitlines()
         assert before[-1].startswith("#") or before[-1].startswith("motor_"), key
+
+
+@pytest.mark.parametrize("items_per_cell, expected_bits", [("missing", 4), (4, 4), (2, 5), (1, 6)])
+def test_fine_items_per_cell_sets_the_auto_cell_count(config, items_per_cell, expected_bits):
+    """motor_fine_nbits: auto gives 2^round(log2(I / items_per_cell)) cells a modality (I = 60 items:
+    15 -> 16 cells at the default 4, 30 -> 32 at 2, 60 -> 64 capped at I -> 32 at 1)."""
+    cfg = dict(config, motor_fine_nbits="auto")
+    if items_per_cell != "missing":
+        cfg["motor_fine_items_per_cell"] = items_per_cell
+    report = quiet_motorize(FREEDOM(), cfg)
+    expected_bits = min(expected_bits, 5)                 # at most 2^floor(log2 60) = 32 cells
+    assert {m: s["K"] for m, s in report["fine_tokens"].items()} == {"v": 2 ** expected_bits, "t": 2 ** expected_bits}
+    with pytest.raises(ValueError, match=r"motor_fine_items_per_cell must be >= 1, got 0.5"):
+        motorize(FREEDOM(), dict(cfg, motor_fine_items_per_cell=0.5))
+
+
+def test_run_identity_keeps_runs_from_before_motor_fine_items_per_cell():
+    """The key is left out of a run's identity when MOTOR is off or it is at 4 (the cell density of
+    every run made before it existed); FREEDOM's 2 gives its MOTOR runs an identity of their own."""
+    from mmrec_motor.keys import run_identity
+    base = {"model": "FREEDOM", "learning_rate": 0.001, "motor": True}
+    assert run_identity({**base, "motor_fine_items_per_cell": 4}) == run_identity(base)
+    assert run_identity({**base, "motor_fine_items_per_cell": 2}) != run_identity(base)
+    off = {**base, "motor": False}
+    assert run_identity({**off, "motor_fine_items_per_cell": 2}) == run_identity(off)

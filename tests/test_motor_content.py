@@ -156,8 +156,8 @@ def test_fine_tokens_add_a_zero_initialised_cell_table():
     cells, K = kmeans_cells(feats, 2, seed=0)
     assert K == 4 and cells.shape == (40,) and set(cells) <= {0, 1, 2, 3}
     np.testing.assert_array_equal(kmeans_cells(feats, 2, seed=0)[0], cells)        # deterministic
-    with pytest.warns(UserWarning, match="using 16"):
-        assert kmeans_cells(feats, 10, seed=0)[1] == 16                          # <= n / 2 cells
+    with pytest.warns(UserWarning, match="using 32"):
+        assert kmeans_cells(feats, 10, seed=0)[1] == 32                          # <= n cells
     toks = [rng.integers(0, 8, (40, 3))]
     plain = TokenCrossNetwork(toks, [8], 8, variant="mean")
     net = TokenCrossNetwork(toks, [8], 8, variant="mean", fine_tokens=[cells], fine_sizes=[K])
@@ -176,6 +176,10 @@ def test_fine_tokens_add_a_zero_initialised_cell_table():
 def test_auto_fine_bits_follow_the_catalogue_and_stop_growing():
     from mmrec_motor.motor.fine import auto_nbits
     assert [auto_nbits(n) for n in (300, 1425, 13952, 18357, 10**6)] == [6, 8, 12, 12, 14]
+    assert [auto_nbits(n, 2) for n in (300, 1425, 13952, 18357, 10**6)] == [7, 9, 13, 13, 14]
+    assert auto_nbits(3, 8) == 1                                   # fewer items than a cell: one bit
+    with pytest.raises(ValueError, match=r"motor_fine_items_per_cell must be >= 1"):
+        auto_nbits(100, 0)
 
 
 def test_fine_tokens_are_on_by_default_and_an_explicit_null_turns_them_off():

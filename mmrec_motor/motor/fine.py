@@ -24,21 +24,25 @@ from typing import Tuple
 import numpy as np
 
 
-#: ``motor_fine_nbits: auto``: about this many items a cell, and at most 2^AUTO_MAX_NBITS cells (so the
-#: fine tables stop growing at ~64k items: 16,384 x d per modality)
+#: ``motor_fine_nbits: auto``: about ``motor_fine_items_per_cell`` (default 4) items a cell, and at most
+#: 2^AUTO_MAX_NBITS cells (so the fine tables stop growing at ~64k items: 16,384 x d per modality)
 AUTO_ITEMS_PER_CELL = 4
 AUTO_MAX_NBITS = 14
 
 
-def auto_nbits(n_items: int) -> int:
-    """round(log2(n / 4)), clipped to [1, 14]: sports20 (13,952 items) 12, lfm2k (1,425) 8, toy (300) 6."""
-    return int(min(AUTO_MAX_NBITS, max(1, round(math.log2(max(n_items, 2) / AUTO_ITEMS_PER_CELL)))))
+def auto_nbits(n_items: int, items_per_cell: float = AUTO_ITEMS_PER_CELL) -> int:
+    """round(log2(n / items_per_cell)), clipped to [1, 14]. With 4 items a cell: sports20 (13,952
+    items) 12, lfm2k (1,425) 8, toy (300) 6; with 2: sports20 13, lfm2k 9."""
+    if not float(items_per_cell) >= 1.0:
+        raise ValueError(f"fine tokens: motor_fine_items_per_cell must be >= 1, got {items_per_cell!r}")
+    ratio = max(n_items, 2) / float(items_per_cell)
+    return int(min(AUTO_MAX_NBITS, max(1, round(math.log2(max(ratio, 1.0))))))
 
 
 def kmeans_cells(features: np.ndarray, nbits: int, seed: int, normalize: str = "l2",
                  niter: int = 20) -> Tuple[np.ndarray, int]:
     """(cell of each item (n,) int64 in [0, K), K): flat k-means of the normalised rows with
-    K = 2^nbits centroids, reduced (with a warning) to the largest power of two <= n / 2."""
+    K = 2^nbits centroids, reduced (with a warning) to the largest power of two <= n."""
     import faiss  # heavy optional dependency, imported where used
 
     x = np.asarray(features, dtype=np.float32)
@@ -53,10 +57,10 @@ def kmeans_cells(features: np.ndarray, nbits: int, seed: int, normalize: str = "
         x = (x - x.mean(axis=0)) / np.where(std < 1e-12, 1.0, std)
     x = np.ascontiguousarray(x, dtype=np.float32)
     K = 2 ** int(nbits)
-    cap = 2 ** int(math.floor(math.log2(x.shape[0] / 2)))
+    cap = 2 ** int(math.floor(math.log2(x.shape[0])))
     if K > cap:
-        warnings.warn(f"fine tokens: K = {K} cells for {x.shape[0]} items; using {cap} (at least two "
-                      f"items a cell on average)", stacklevel=2)
+        warnings.warn(f"fine tokens: K = {K} cells for {x.shape[0]} items; using {cap} (at least one "
+                      f"item a cell on average)", stacklevel=2)
         K = cap
     km = faiss.Kmeans(x.shape[1], K, niter=niter, seed=int(seed) & 0x7FFFFFFF, verbose=False,
                       min_points_per_centroid=1)

@@ -65,6 +65,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_content": "init",
     "motor_token_dropout": 0.0,
     "motor_fine_nbits": "auto",
+    "motor_fine_items_per_cell": 4,
     # read by the tuned protocol (mmrec_motor/experiments/tuning.py), not here
     "motor_tuning_grid": {"motor_fine_nbits": ["auto", None]},
 }
@@ -365,7 +366,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     if fine_nbits:               # one flat k-means cell per item and modality (:mod:`.fine`)
         fine, fine_sizes = [], []
         for m, _, _, _, f in mods:
-            bits = auto_nbits(len(f)) if fine_nbits == "auto" else int(fine_nbits)
+            bits = (auto_nbits(len(f), float(motor_setting(config, "motor_fine_items_per_cell")))
+                    if fine_nbits == "auto" else int(fine_nbits))
             cells, K = kmeans_cells(f, bits, motor_seed(config), tokenizer_params(config, m).normalize)
             fine.append(cells)
             fine_sizes.append(K)
