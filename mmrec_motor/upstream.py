@@ -62,8 +62,10 @@ def patch_files(root: Optional[Path] = None) -> List[Path]:
 # what the patched MMRec calls
 
 
-def motor_defaults() -> Dict[str, Any]:
-    """MOTOR's ``motor_*`` defaults (``configs/model/MOTOR.yaml`` of this package), for MMRec's Config.
+def motor_defaults(model: Optional[str] = None) -> Dict[str, Any]:
+    """MOTOR's ``motor_*`` defaults (``configs/model/MOTOR.yaml`` of this package), for MMRec's Config,
+    then the ``motor_*`` keys that this package's yaml of ``model`` sets (e.g. FREEDOM's
+    ``motor_fine_items_per_cell: 2``); MMRec's own model yamls have none.
 
     The patched configurator loads them first, so MMRec's own yamls (overall, dataset, an optional
     ``configs/model/MOTOR.yaml``, the model's) and then the command line override them.
@@ -72,6 +74,9 @@ def motor_defaults() -> Dict[str, Any]:
 
     values = load_yaml(CONFIG_ROOT / "model" / "MOTOR.yaml")
     values.pop("hyper_parameters", None)
+    backbone = CONFIG_ROOT / "model" / f"{model}.yaml"
+    if model and model != "MOTOR" and backbone.is_file():
+        values.update({k: v for k, v in load_yaml(backbone).items() if str(k).startswith("motor_")})
     return values
 
 

@@ -73,6 +73,11 @@ def test_motor_defaults_are_motor_yaml_and_match_hook_defaults():
     values = upstream.motor_defaults()
     assert set(values) == set(DEFAULTS)
     assert values["motor_tcn"] == DEFAULTS["motor_tcn"] and values["motor_tcn_dim"] == 16
+    # a backbone's own motor_* keys (this package's yaml of it) come on top, for MMRec's model yamls have none
+    assert upstream.motor_defaults("FREEDOM")["motor_fine_items_per_cell"] == 2
+    assert upstream.motor_defaults("LightGCN") == values
+    assert upstream.motor_defaults("GRCN")["motor_learning_rate"] == 0.001
+    assert upstream.motor_defaults("NoSuchModel") == values
 
 
 @pytest.mark.parametrize("make", ["missing", "no_src", "src_itself"])
@@ -256,9 +261,13 @@ def _lfm2k_into(copy: Path) -> None:
 
 
 @needs_mmrec
-@pytest.mark.parametrize("model,grid", [("FREEDOM", ["--dropout=0.8", "--reg_weight=0.0"]),
-                                        ("VBPR", ["--reg_weight=0.001"])])
-def test_patched_mmrec_trains_with_motor(mmrec_copy, model, grid):
+@pytest.mark.parametrize("model,grid,motor_params", [
+    # lfm2k, 2 modalities: RQ 16 x 256 x 64 token tables (524,288) + fine cells x 64 each: 2^8 at
+    # MOTOR.yaml's 4 items a cell (VBPR), 2^9 at FREEDOM's 2 (this package's FREEDOM.yaml, which
+    # motor_defaults brings to MMRec's configurator)
+    ("FREEDOM", ["--dropout=0.8", "--reg_weight=0.0"], "589,824"),
+    ("VBPR", ["--reg_weight=0.001"], "557,056")])
+def test_patched_mmrec_trains_with_motor(mmrec_copy, model, grid, motor_params):
     rc, out = _patch(mmrec_copy)
     assert rc == 0, out
     _lfm2k_into(mmrec_copy)
@@ -269,8 +278,8 @@ def test_patched_mmrec_trains_with_motor(mmrec_copy, model, grid):
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
     assert re.search(rf"MOTOR: {model}'s item representation replaced \(", log), log[-3000:]
-    # lfm2k: 1,425 items x 64 dims = 91,200 ID parameters; MOTOR's default size is 288,320
-    assert "MOTOR: item representation parameters: ID table 91,200 -> MOTOR 288,320" in log
+    # lfm2k: 1,425 items x 64 dims = 91,200 ID parameters
+    assert f"MOTOR: item representation parameters: ID table 91,200 -> MOTOR {motor_params}" in log, log[-3000:]
     assert re.search(r"MOTOR: total trainable parameters: [\d,]+ with the ID table -> [\d,]+ with MOTOR", log)
     assert "epoch 1 evaluating" in log                           # both epochs ran
     best = log[log.index("█████████████ BEST ████████████████"):]
