@@ -80,6 +80,9 @@ def draw(rows: List[Dict[str, Any]], path: str) -> bool:
                         xytext=(4, 3), textcoords="offset points")
         if log:
             ax.set_xscale("log")
+            ticks = sorted({point[key] for point in rows})
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.set_xticks([], minor=True)
         ax.set_xlabel(label)
         ax.set_ylabel("MOTOR vs ID, test Recall@20 (%)")
         ax.grid(True, alpha=0.3)
