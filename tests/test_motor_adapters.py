@@ -429,6 +429,9 @@ def test_fine_items_per_cell_sets_the_auto_cell_count(config, items_per_cell, ex
     assert {m: s["K"] for m, s in report["fine_tokens"].items()} == {"v": 2 ** expected_bits, "t": 2 ** expected_bits}
     with pytest.raises(ValueError, match=r"motor_fine_items_per_cell must be >= 1, got 0.5"):
         motorize(FREEDOM(), dict(cfg, motor_fine_items_per_cell=0.5))
+    for bad in ("many", True, [2]):
+        with pytest.raises(ValueError, match=r"motor_fine_items_per_cell must be a number >= 1 \(items a fine cell\)"):
+            motorize(FREEDOM(), dict(cfg, motor_fine_items_per_cell=bad))
 
 
 def test_run_identity_keeps_runs_from_before_motor_fine_items_per_cell():

@@ -289,6 +289,21 @@ def fine_bits_setting(config) -> Optional[str]:
     return str(int(value))
 
 
+def fine_items_per_cell_setting(config) -> float:
+    """``motor_fine_items_per_cell``: a number >= 1 (missing or null -> the default, 4)."""
+    value = motor_setting(config, "motor_fine_items_per_cell")
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"motor_fine_items_per_cell must be a number >= 1 (items a fine cell), "
+                         f"got {value!r}") from None
+    if not number >= 1.0:
+        raise ValueError(f"fine tokens: motor_fine_items_per_cell must be >= 1, got {value!r}")
+    return number
+
+
 def tcn_dim_setting(config) -> int:
     """``motor_tcn_dim``: missing -> the default (16); an explicit null or 0 -> 0 (= d, no projection)
     (:func:`_set_to_null`)."""
@@ -366,7 +381,7 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     if fine_nbits:               # one flat k-means cell per item and modality (:mod:`.fine`)
         fine, fine_sizes = [], []
         for m, _, _, _, f in mods:
-            bits = (auto_nbits(len(f), float(motor_setting(config, "motor_fine_items_per_cell")))
+            bits = (auto_nbits(len(f), fine_items_per_cell_setting(config))
                     if fine_nbits == "auto" else int(fine_nbits))
             cells, K = kmeans_cells(f, bits, motor_seed(config), tokenizer_params(config, m).normalize)
             fine.append(cells)
