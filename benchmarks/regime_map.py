@@ -20,7 +20,6 @@ reads_features (yes/no), delta_pct, p (empty for one seed), seeds, source.
 """
 import argparse
 import csv
-import math
 import os
 import sys
 from typing import Any, Dict, List

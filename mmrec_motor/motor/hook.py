@@ -290,18 +290,16 @@ def fine_bits_setting(config) -> Optional[str]:
 
 
 def fine_items_per_cell_setting(config) -> float:
-    """``motor_fine_items_per_cell``: a number >= 1 (missing or null -> the default, 4)."""
+    """``motor_fine_items_per_cell`` as a number (missing or null -> the default, 4); its range
+    (>= 1) is checked where it is used, :func:`.fine.auto_nbits`."""
     value = motor_setting(config, "motor_fine_items_per_cell")
     try:
         if isinstance(value, bool):
             raise ValueError
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"motor_fine_items_per_cell must be a number >= 1 (items a fine cell), "
                          f"got {value!r}") from None
-    if not number >= 1.0:
-        raise ValueError(f"fine tokens: motor_fine_items_per_cell must be >= 1, got {value!r}")
-    return number
 
 
 def tcn_dim_setting(config) -> int:
@@ -380,14 +378,14 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     fine, fine_sizes, fine_stats = None, None, {}
     if fine_nbits:               # one flat k-means cell per item and modality (:mod:`.fine`)
         fine, fine_sizes = [], []
+        per_cell = fine_items_per_cell_setting(config) if fine_nbits == "auto" else None
         for m, _, _, _, f in mods:
-            bits = (auto_nbits(len(f), fine_items_per_cell_setting(config))
-                    if fine_nbits == "auto" else int(fine_nbits))
+            bits = auto_nbits(len(f), per_cell) if per_cell is not None else int(fine_nbits)
             cells, K = kmeans_cells(f, bits, motor_seed(config), tokenizer_params(config, m).normalize)
             fine.append(cells)
             fine_sizes.append(K)
-            fine_stats[m] = {"K": K, "cells_used": int(np.unique(cells).size),
-                             "items_per_cell": round(len(cells) / max(1, int(np.unique(cells).size)), 2)}
+            used = int(np.unique(cells).size)
+            fine_stats[m] = {"K": K, "cells_used": used, "items_per_cell": round(len(cells) / max(1, used), 2)}
     network = TokenCrossNetwork([t for _, _, t, _, _ in mods], [s["K"] for _, _, _, s, _ in mods], dim,
                                 variant=variant, n_layers=n_layers, rank=rank,
                                 seed=motor_seed(config), modality_names=names, cross_dim=cross_dim,
