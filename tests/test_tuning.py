@@ -39,13 +39,36 @@ def test_sides_share_backbone_points_and_motor_cycles_its_own():
     assert [m["motor_fine_nbits"] for m in tuning_plan("BPR", "toy", "motor", 2, {})] == ["auto", None]
 
 
+def test_listed_combinations_are_taken_as_written():
+    grid = [{"motor_fine_items_per_cell": 2}, {"motor_content": "none", "motor_fine_nbits": None}]
+    motor = tuning_plan("BM3", "toy", "motor", 3, {"motor_tuning_grid": grid})
+    assert [m.get("motor_fine_items_per_cell") for m in motor] == [2, None, 2]
+    assert [m.get("motor_content") for m in motor] == [None, "none", None]
+    assert "motor_fine_nbits" in motor[1] and motor[1]["motor_fine_nbits"] is None
+    # the backbone points are those of the ID side: BM3's 8 combinations -> indices 0, 4, 7
+    ids = tuning_plan("BM3", "toy", "id", 3, {})
+    assert [(p["n_layers"], p["reg_weight"], p["dropout"]) for p in ids] == [(1, 0.1, 0.3), (2, 0.1, 0.3),
+                                                                             (2, 0.01, 0.5)]
+    assert [(m["n_layers"], m["reg_weight"], m["dropout"]) for m in motor] == [
+        (p["n_layers"], p["reg_weight"], p["dropout"]) for p in ids]
+    # BM3.yaml's own grid is of this form: its defaults ({}), then sparse data's best combination
+    yaml_grid = tuning_plan("BM3", "toy", "motor", 2, {})
+    assert [m.get("motor_fine_items_per_cell") for m in yaml_grid] == [None, 2]
+    assert [m.get("motor_content") for m in yaml_grid] == [None, "init"]
+    assert Config("BM3", "toy", {"motor": True})["motor_content"] == "none"
+
+
 def test_bad_specs_are_refused():
     with pytest.raises(ConfigError, match="side must be one of id, motor"):
         tuning_plan("BPR", "toy", "both", 2, {})
     with pytest.raises(ConfigError, match="'learning_rate' is not a motor_\\* key"):
         tuning_plan("BPR", "toy", "motor", 2, {"motor_tuning_grid": {"learning_rate": [1e-3]}})
     with pytest.raises(ConfigError, match="must map motor_\\* keys to lists"):
+        tuning_plan("BPR", "toy", "motor", 2, {"motor_tuning_grid": "motor_tcn"})
+    with pytest.raises(ConfigError, match="a list must hold mappings"):
         tuning_plan("BPR", "toy", "motor", 2, {"motor_tuning_grid": [1, 2]})
+    with pytest.raises(ConfigError, match="'dropout' is not a motor_\\* key"):
+        tuning_plan("BPR", "toy", "motor", 2, {"motor_tuning_grid": [{"motor_tcn": "mean"}, {"dropout": 0.1}]})
 
 
 def test_bench_tuned_protocol_end_to_end(tmp_path, run_dirs):

@@ -8,8 +8,9 @@ keeps its range (BPR's seven reg weights 2.0 .. 1e-5 become 2.0, 0.1, 1e-3, 1e-5
 * ID side: b_0 .. b_{N-1}.
 * MOTOR side: the same backbone points, the k-th paired with the (k mod Q)-th of MOTOR's own Q
   combinations (``motor_tuning_grid`` in configs/model/MOTOR.yaml, or a backbone yaml: a mapping
-  key -> list of values, expanded as a product in the order written), so both sides train the same
-  backbone settings and MOTOR's settings replace nothing the ID side gets.
+  key -> list of values, expanded as a product in the order written, or a list of combinations
+  written out), so both sides train the same backbone settings and MOTOR's settings replace nothing
+  the ID side gets.
 
 Each side reports, per seed, the test metrics of its combination with the best validation score
 (``valid_metric``); the number of combinations each side had is part of every report.
@@ -40,17 +41,30 @@ def backbone_points(config: Config, budget: int) -> List[Dict[str, Any]]:
 
 
 def motor_points(config: Config) -> List[Dict[str, Any]]:
-    """MOTOR's own combinations from ``motor_tuning_grid`` ({} -> one empty combination)."""
+    """MOTOR's own combinations from ``motor_tuning_grid`` ({} -> one empty combination).
+
+    Two forms: a mapping key -> list of values, expanded as a product in the order written
+    ({motor_fine_items_per_cell: [4, 2]} -> 2 combinations), or a list of mappings, each one
+    combination as written ([{motor_fine_items_per_cell: 2}, {motor_content: none}] -> those 2), for
+    settings that pay off together on one dataset and apart on another."""
     spec = config["motor_tuning_grid"] or {}
-    if not isinstance(spec, Mapping):
+    if isinstance(spec, list):
+        if not all(isinstance(combo, Mapping) for combo in spec):
+            raise ConfigError(f"config key 'motor_tuning_grid': a list must hold mappings of motor_* keys "
+                              f"to values (one combination each), got {spec!r}")
+        combos = [dict(combo) for combo in spec] or [{}]
+    elif isinstance(spec, Mapping):
+        names = list(spec)
+        options = [spec[k] if isinstance(spec[k], list) else [spec[k]] for k in names]
+        combos = [dict(zip(names, combo)) for combo in itertools.product(*options)]
+    else:
         raise ConfigError(f"config key 'motor_tuning_grid' must map motor_* keys to lists of values, "
-                          f"got {spec!r}")
-    names = list(spec)
-    for name in names:
-        if not str(name).startswith("motor_"):
-            raise ConfigError(f"motor_tuning_grid: key {name!r} is not a motor_* key")
-    options = [spec[k] if isinstance(spec[k], list) else [spec[k]] for k in names]
-    return [dict(zip(names, combo)) for combo in itertools.product(*options)]
+                          f"or list combinations (mappings), got {spec!r}")
+    for combo in combos:
+        for name in combo:
+            if not str(name).startswith("motor_"):
+                raise ConfigError(f"motor_tuning_grid: key {name!r} is not a motor_* key")
+    return combos
 
 
 def tuning_plan(model: str, dataset: str, side: str, budget: int,
