@@ -51,11 +51,11 @@ def test_listed_combinations_are_taken_as_written():
                                                                              (2, 0.01, 0.5)]
     assert [(m["n_layers"], m["reg_weight"], m["dropout"]) for m in motor] == [
         (p["n_layers"], p["reg_weight"], p["dropout"]) for p in ids]
-    # BM3.yaml's own grid is of this form: its defaults ({}), then sparse data's best combination
+    # BM3.yaml's own grid is of this form: sparse data's best combination, then dense data's
     yaml_grid = tuning_plan("BM3", "toy", "motor", 2, {})
-    assert [m.get("motor_fine_items_per_cell") for m in yaml_grid] == [None, 2]
-    assert [m.get("motor_content") for m in yaml_grid] == [None, "init"]
-    assert Config("BM3", "toy", {"motor": True})["motor_content"] == "none"
+    assert [m.get("motor_fine_items_per_cell") for m in yaml_grid] == [2, None]
+    assert [m.get("motor_content") for m in yaml_grid] == [None, "none"]
+    assert Config("BM3", "toy", {"motor": True})["motor_content"] == "init"
 
 
 def test_bad_specs_are_refused():
