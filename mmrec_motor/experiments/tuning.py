@@ -52,7 +52,7 @@ def motor_points(config: Config) -> List[Dict[str, Any]]:
         if not all(isinstance(combo, Mapping) for combo in spec):
             raise ConfigError(f"config key 'motor_tuning_grid': a list must hold mappings of motor_* keys "
                               f"to values (one combination each), got {spec!r}")
-        combos = [dict(combo) for combo in spec] or [{}]
+        combos = [dict(combo) for combo in spec]
     elif isinstance(spec, Mapping):
         names = list(spec)
         options = [spec[k] if isinstance(spec[k], list) else [spec[k]] for k in names]
