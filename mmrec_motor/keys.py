@@ -297,16 +297,19 @@ def validate(values: Dict[str, Any], grid_keys: List[str], yaml_grid_keys: set) 
 def run_identity(values: Mapping[str, Any]) -> str:
     """A hash of every setting that shapes the run (the keys that are not ``volatile``), so a
     checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its two keys
-    are left out too, ``isolated_self_loops`` when it is ``auto`` (off then), and
-    ``motor_fine_items_per_cell`` when MOTOR is off or the key is at its first value, 4: the identity
-    of runs from before those keys existed."""
+    are left out too, and ``isolated_self_loops`` and ``motor_unseen_norm`` when they are ``auto`` (off
+    then); ``motor_fine_items_per_cell`` and ``motor_unseen_norm`` when MOTOR is off, and the first when
+    it is at its first value, 4: the identity of runs from before those keys existed."""
     relevant = {k: v for k, v in values.items() if not key(k).volatile}
     if not relevant.get("motor") or relevant.get("motor_fine_items_per_cell") == 4:
         relevant.pop("motor_fine_items_per_cell", None)
+    if not relevant.get("motor"):
+        relevant.pop("motor_unseen_norm", None)
     if not relevant.get("cold_item_ratio"):
         relevant.pop("cold_item_ratio", None)
         relevant.pop("cold_item_seed", None)
-        if str(relevant.get("isolated_self_loops", "auto")).lower() == "auto":
-            relevant.pop("isolated_self_loops", None)
+        for name in ("isolated_self_loops", "motor_unseen_norm"):
+            if str(relevant.get(name, "auto")).lower() == "auto":
+                relevant.pop(name, None)
     return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

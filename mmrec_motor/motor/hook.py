@@ -44,6 +44,7 @@ from .fine import auto_nbits, kmeans_cells
 from .item_embedding import MotorItemEmbedding
 from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
 from .tokenizer import TokenizerParams
+from .unseen import UNSEEN_NORM_MODES, training_item_counts, unseen_weights
 
 #: defaults of every motor_* key (configs/model/MOTOR.yaml documents them; keep both in sync)
 DEFAULTS: Dict[str, Any] = {
@@ -66,6 +67,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_token_dropout": 0.0,
     "motor_fine_nbits": "auto",
     "motor_fine_items_per_cell": 4,
+    "motor_unseen_norm": "auto",
     # read by the tuned protocol (mmrec_motor/experiments/tuning.py), not here
     "motor_tuning_grid": {"motor_fine_nbits": ["auto", None]},
 }
@@ -302,6 +304,20 @@ def fine_items_per_cell_setting(config) -> float:
                          f"got {value!r}") from None
 
 
+def unseen_norm_setting(config) -> str:
+    """``motor_unseen_norm`` resolved to ``mean``, ``weighted`` or ``off`` (:mod:`.unseen`): ``auto``
+    (the default) is ``mean`` under the inductive cold-start protocol (``cold_item_ratio`` > 0) and
+    ``off`` otherwise, so ordinary runs keep MMRec's behaviour; False is ``off``."""
+    value = motor_setting(config, "motor_unseen_norm")
+    mode = "off" if value is False else str(value).lower()
+    if mode not in UNSEEN_NORM_MODES:
+        raise ValueError(f"motor_unseen_norm must be one of {', '.join(UNSEEN_NORM_MODES)}, got {value!r}")
+    if mode == "auto":
+        ratio = config_get(config, "cold_item_ratio", 0)
+        mode = "mean" if ratio else "off"
+    return mode
+
+
 def tcn_dim_setting(config) -> int:
     """``motor_tcn_dim``: missing -> the default (16); an explicit null or 0 -> 0 (= d, no projection)
     (:func:`_set_to_null`)."""
@@ -340,7 +356,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         model: a constructed backbone (after its ``__init__``; before the optimizer is built).
         config: dict-like; reads ``data_path``, ``dataset``, ``vision_feature_file``,
             ``text_feature_file``, ``seed`` and the ``motor_*`` keys (defaults in :data:`DEFAULTS`).
-        dataset: optional; only used for n_items when the model has no ``n_items``.
+        dataset: the training data; read for n_items when the model has no ``n_items``, and, when
+            ``motor_unseen_norm`` is on, for the items' training interactions (``inter_matrix``).
         features: optional ``{modality: (path, array)}`` already read and checked by the caller;
             other modalities are read from their files.
 
@@ -369,6 +386,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     content_mode = str(motor_setting(config, "motor_content")).lower()
     if content_mode not in CONTENT_MODES:
         raise ValueError(f"unknown motor_content {content_mode!r}: expected one of {', '.join(CONTENT_MODES)}")
+    unseen_mode = unseen_norm_setting(config)   # before the tokenizer runs: its errors come first
+    counts = training_item_counts(dataset, n_items) if unseen_mode != "off" else None
     mods, cache_dir = tokenize_modalities(config, n_items, with_features=True, features=features)
     names = [m for m, _, _, _, _ in mods]
     content = None
@@ -391,7 +410,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
                                 seed=motor_seed(config), modality_names=names, cross_dim=cross_dim,
                                 content=content, content_mode=content_mode,
                                 token_dropout=float(motor_setting(config, "motor_token_dropout")),
-                                fine_tokens=fine, fine_sizes=fine_sizes)
+                                fine_tokens=fine, fine_sizes=fine_sizes,
+                                unseen_weights=None if counts is None else unseen_weights(counts, unseen_mode))
     mods = [mod[:4] for mod in mods]
     motor = MotorItemEmbedding(network).to(device=table.device, dtype=table.dtype)
     adapter.install(model, motor)
@@ -417,6 +437,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         "content": content_mode,
         "token_dropout": network.token_dropout,
         "fine_tokens": fine_stats,
+        "unseen_norm": unseen_mode,
+        "unseen_items": 0 if counts is None else int((counts == 0).sum()),
         "item_repr_params_id": int(id_params),
         "item_repr_params_motor": int(total),
         "token_table_params": int(network.token_table_params()),

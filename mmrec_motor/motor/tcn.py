@@ -40,6 +40,9 @@ Options on top of any variant:
   or are anchored on (``proj``: C_m W_m + Delta_m) the mean content of the items carrying each token.
 * ``fine_tokens`` (``motor_fine_nbits``, :mod:`.fine`): e_i += sum_m F_m[f_im], one k-means cell per
   item and modality, F_m (K_f x d) starting at 0.
+* ``unseen_weights`` (``motor_unseen_norm``, :mod:`.unseen`): the rows of items without a training
+  interaction are multiplied by one detached factor that gives them, as a group, a trained item's
+  mean length; no parameter.
 
 The pooled residuals stay in full d; only the crossing sees compressed tokens.
 
@@ -100,6 +103,7 @@ from torch import nn
 from .cross import CrossTower, resolve_cross_dim
 from .fm import mean_and_pairs
 from .token_embedding import TokenEmbedding
+from .unseen import rescale_unseen
 
 __all__ = ["VARIANTS", "TokenCrossNetwork", "TokenEmbedding", "id_table_init_bound", "resolve_cross_dim"]
 
@@ -136,7 +140,8 @@ class TokenCrossNetwork(nn.Module):
                  modality_names: Optional[Sequence[str]] = None, cross_dim: Optional[int] = 16,
                  content: Optional[Sequence] = None, content_mode: str = "none",
                  token_dropout: float = 0.0, fine_tokens: Optional[Sequence] = None,
-                 fine_sizes: Optional[Sequence[int]] = None):
+                 fine_sizes: Optional[Sequence[int]] = None,
+                 unseen_weights: Optional[Sequence[float]] = None):
         super().__init__()
         if not 0.0 <= float(token_dropout) < 1.0:
             raise ValueError(f"token_dropout (motor_token_dropout) must lie in [0, 1), got {token_dropout}")
@@ -195,6 +200,16 @@ class TokenCrossNetwork(nn.Module):
                                      f"[{int(cell.min())}, {int(cell.max())}]")
             del self.fine_ids
             self.register_buffer("fine_ids", torch.stack(cells, dim=1))
+        # unseen items' length (:mod:`.unseen`): derived from the training data, so not saved
+        self.unseen_weights = self.unseen_mask = None
+        if unseen_weights is not None:
+            w = torch.as_tensor(np.asarray(unseen_weights), dtype=torch.float32).reshape(-1)
+            if w.shape[0] != n_items or (w < 0).any() or not (w > 0).any():
+                raise ValueError(f"unseen_weights: expected ({n_items},) weights >= 0, some > 0, got shape "
+                                 f"{tuple(w.shape)}")
+            del self.unseen_weights, self.unseen_mask
+            self.register_buffer("unseen_weights", w, persistent=False)
+            self.register_buffer("unseen_mask", w == 0, persistent=False)
 
     @property
     def num_items(self) -> int:
@@ -248,6 +263,20 @@ class TokenCrossNetwork(nn.Module):
         return mean + self.pair_proj(pair)
 
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out = self._items_forward(idx)
+        if self.unseen_weights is None:
+            return out
+        w, unseen = self.unseen_weights.to(out.dtype), self.unseen_mask
+        if idx is None:
+            return rescale_unseen(out, w, unseen)
+        if not bool(unseen[idx].any()):      # e.g. BPR's training batches: no unseen item in them
+            return out
+        with torch.no_grad():
+            full = self._items_forward(None)
+        return rescale_unseen(out, w, unseen, rows=idx, full=full)
+
+    def _items_forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Pooled (or crossed) tokens plus the fine cells: (n or len(idx), d)."""
         out = self._tokens_forward(idx)
         if self.fine_ids is None:
             return out

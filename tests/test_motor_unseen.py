@@ -1,0 +1,130 @@
+"""``motor_unseen_norm`` (motor/unseen.py): items without a training interaction get, as a group, a
+trained item's mean length; by hand on small tables, through the TCN's two read paths, and in a
+cold-start run on the toy data."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from mmrec_motor.keys import run_identity
+from mmrec_motor.motor.hook import unseen_norm_setting
+from mmrec_motor.motor.tcn import TokenCrossNetwork
+from mmrec_motor.motor.unseen import rescale_unseen, training_item_counts, unseen_factor, unseen_weights
+from tests.backbones import build, toy_config
+
+
+def test_factor_by_hand():
+    # trained rows of length 3 and 5 (1 and 3 interactions), unseen rows of length 1 and 3
+    table = torch.tensor([[3.0, 0.0], [0.0, 5.0], [1.0, 0.0], [0.0, -3.0]])
+    counts = np.array([1, 3, 0, 0])
+    unseen = torch.as_tensor(counts == 0)
+    mean_w = torch.as_tensor(unseen_weights(counts, "mean"))
+    np.testing.assert_array_equal(mean_w.numpy(), [1, 1, 0, 0])
+    assert unseen_factor(table, mean_w, unseen).item() == pytest.approx(4.0 / 2.0)     # mean 4, unseen 2
+    weighted = torch.as_tensor(unseen_weights(counts, "weighted"))
+    assert unseen_factor(table, weighted, unseen).item() == pytest.approx((3 + 15) / 4 / 2.0)
+    out = rescale_unseen(table, mean_w, unseen)
+    torch.testing.assert_close(out, torch.tensor([[3.0, 0.0], [0.0, 5.0], [2.0, 0.0], [0.0, -6.0]]))
+    # rows path: the same rows, the factor from the full table
+    rows = torch.tensor([3, 0])
+    torch.testing.assert_close(rescale_unseen(table[rows], mean_w, unseen, rows=rows, full=table),
+                               out[rows])
+
+
+def test_weights_off_or_nothing_unseen_is_none_and_bad_input_raises():
+    assert unseen_weights([1, 2, 0], "off") is None
+    assert unseen_weights([1, 2, 3], "mean") is None
+    with pytest.raises(ValueError, match="no item has a training interaction"):
+        unseen_weights([0, 0], "mean")
+    with pytest.raises(ValueError, match="must be one of auto, mean, weighted, off, got 'max'"):
+        unseen_weights([1, 0], "max")
+    with pytest.raises(ValueError, match="training counts must be a 1-D array >= 0"):
+        unseen_weights([1, -1], "mean")
+
+
+class Train:
+    def __init__(self, users, items, n_users, n_items):
+        self.matrix = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=(n_users, n_items))
+
+    def inter_matrix(self, form="coo"):
+        return self.matrix if form == "csr" else self.matrix.tocoo()
+
+
+def test_training_item_counts_reads_the_inter_matrix_and_names_bad_input():
+    train = Train([0, 0, 1, 2], [0, 2, 2, 2], 3, 4)
+    np.testing.assert_array_equal(training_item_counts(train, 4), [1, 0, 3, 0])
+    with pytest.raises(ValueError, match="expected n_items = 5"):
+        training_item_counts(train, 5)
+    with pytest.raises(ValueError, match="needs the training interactions.*got NoneType"):
+        training_item_counts(None, 4)
+
+
+@pytest.mark.parametrize("value, ratio, expected", [("auto", 0, "off"), ("auto", 0.1, "mean"), (None, 0.1, "mean"),
+                                                    ("weighted", 0, "weighted"), (False, 0.1, "off"),
+                                                    ("off", 0.1, "off")])
+def test_auto_follows_the_cold_start_protocol(value, ratio, expected):
+    assert unseen_norm_setting({"motor_unseen_norm": value, "cold_item_ratio": ratio}) == expected
+
+
+def test_bad_setting_is_named():
+    with pytest.raises(ValueError, match="motor_unseen_norm must be one of auto, mean, weighted, off, got 'yes'"):
+        unseen_norm_setting({"motor_unseen_norm": "yes"})
+
+
+def test_tcn_rescales_unseen_rows_on_both_read_paths():
+    rng = np.random.default_rng(0)
+    n, counts = 40, rng.integers(0, 4, 40)
+    counts[:3] = [0, 0, 5]
+    tokens = [rng.integers(0, 8, (n, 3))]
+    cells = [rng.integers(0, 6, n)]
+    plain = TokenCrossNetwork(tokens, [8], 8, variant="mean", seed=1, fine_tokens=cells, fine_sizes=[6])
+    ruled = TokenCrossNetwork(tokens, [8], 8, variant="mean", seed=1, fine_tokens=cells, fine_sizes=[6],
+                              unseen_weights=unseen_weights(counts, "mean"))
+    with torch.no_grad():
+        for table in plain.fine_tables:
+            table.normal_()
+    ruled.load_state_dict(plain.state_dict())                 # the rule's buffers are not saved
+    assert set(ruled.state_dict()) == set(plain.state_dict())
+    base, out = plain(), ruled()
+    unseen = torch.as_tensor(counts == 0)
+    torch.testing.assert_close(out[~unseen], base[~unseen])
+    assert out[~unseen].norm(dim=1).mean().item() == pytest.approx(out[unseen].norm(dim=1).mean().item(), rel=1e-5)
+    s = base[~unseen].norm(dim=1).mean() / base[unseen].norm(dim=1).mean()
+    torch.testing.assert_close(out[unseen], base[unseen] * s)
+    rows = torch.tensor([5, 0, 7, 1])
+    torch.testing.assert_close(ruled(rows), out[rows])
+    trained_rows = torch.as_tensor(np.flatnonzero(counts > 0)[:4])
+    torch.testing.assert_close(ruled(trained_rows), base[trained_rows])
+    out.sum().backward()                          # the factor is detached: unseen rows pass s as a constant
+    assert all(p.grad is not None for p in ruled.parameters())
+    with pytest.raises(ValueError, match=r"unseen_weights: expected \(40,\) weights"):
+        TokenCrossNetwork(tokens, [8], 8, variant="mean", unseen_weights=np.ones(39))
+
+
+def test_cold_start_run_gives_held_out_items_the_trained_mean_length(tmp_path, run_dirs):
+    config = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, motor=True, cold_item_ratio=0.1)
+    data, model, item = build(config)
+    report = item["motor"]
+    cold = np.bincount(data.train.items, minlength=data.n_items) == 0    # held out, or never trained on
+    assert cold[data.cold_items].all() and len(data.cold_items) > 0
+    assert report["unseen_norm"] == "mean" and report["unseen_items"] == cold.sum()
+    with torch.no_grad():
+        table = model.item_embedding.weight
+    norms = table.norm(dim=1)
+    assert norms[torch.as_tensor(cold)].mean().item() == pytest.approx(norms[torch.as_tensor(~cold)].mean().item(),
+                                                                       rel=1e-5)
+    off = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, motor=True, cold_item_ratio=0.1,
+                     motor_unseen_norm="off")
+    assert build(off)[2]["motor"]["unseen_norm"] == "off"
+    plain = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, motor=True)
+    plain_report = build(plain)[2]["motor"]
+    assert plain_report["unseen_norm"] == "off" and plain_report["unseen_items"] == 0
+
+
+def test_run_identity_of_runs_without_the_rule_is_unchanged():
+    base = {"model": "BPR", "motor": True, "cold_item_ratio": 0.0}
+    assert run_identity({**base, "motor_unseen_norm": "auto"}) == run_identity(base)
+    cold = {**base, "cold_item_ratio": 0.1}
+    assert run_identity({**cold, "motor_unseen_norm": "auto"}) != run_identity(cold)
+    id_cold = {**cold, "motor": False}
+    assert run_identity({**id_cold, "motor_unseen_norm": "auto"}) == run_identity(id_cold)
