@@ -142,3 +142,51 @@ def test_cold_start_and_cold_items_take_the_tuned_protocol(tmp_path, run_dirs):
     assert main(["cold-items", *common, "--buckets", "0,10,20", "--out", str(items)]) == 0
     assert len(list((items / "topk").glob("*.tsv"))) == 4
     assert "Seeds per column: BPR id 1, BPR motor 1" in (items / "cold_items.md").read_text()
+
+
+def test_staged_search_plans_backbone_points_first_then_the_best_with_motor_s_others():
+    from mmrec_motor.experiments.tuning import second_stage
+
+    grid = [{"motor_fine_items_per_cell": 2}, {"motor_content": "none", "motor_fine_nbits": None}]
+    over = {"motor_tuning_grid": grid}
+    # BPR's 7 reg weights, budget 4: stage 1 = 3 evenly spaced points with MOTOR's first combination
+    stage_one = tuning_plan("BPR", "toy", "motor", 4, over, search="staged")
+    assert [m["reg_weight"] for m in stage_one] == [2.0, 1e-2, 1e-5]
+    assert all(m["motor_fine_items_per_cell"] == 2 and m["motor"] is True for m in stage_one)
+    # stage 2: the best stage-1 point (ties: the earlier) with the other combination
+    more = second_stage("BPR", "toy", over, stage_one, [0.1, 0.3, 0.3])
+    assert more == [{"reg_weight": 1e-2, "motor_content": "none", "motor_fine_nbits": None, "motor": True}]
+    assert len(stage_one) + len(more) == len(tuning_plan("BPR", "toy", "id", 4, {}))
+    # one own combination: staged is paired; too small a budget is refused, naming both counts
+    assert tuning_plan("BPR", "toy", "motor", 3, {"motor_tuning_grid": {}}, search="staged") == \
+        tuning_plan("BPR", "toy", "motor", 3, {"motor_tuning_grid": {}})
+    three = {"motor_tuning_grid": {"motor_tcn": ["mean", "fm", "agnostic"]}}
+    with pytest.raises(ConfigError, match=r"needs at least as many combinations as MOTOR's own \(3.*has 2"):
+        tuning_plan("BPR", "toy", "motor", 2, three, search="staged")
+    with pytest.raises(ConfigError, match="MOTOR search must be one of paired, staged, got 'greedy'"):
+        tuning_plan("BPR", "toy", "motor", 2, over, search="greedy")
+
+
+def test_bench_staged_search_end_to_end(tmp_path, run_dirs):
+    """bench --protocol tuned --motor-search staged: stage 2 uses the best stage-1 reg weight, both sides
+    train the same count, and a rerun trains nothing."""
+    from mmrec_motor.cli import main
+    from mmrec_motor.experiments.store import load_runs
+
+    out = tmp_path / "bench"
+    args = ["bench", "-m", "BPR", "-d", "toy", "--seeds", "1", "--protocol", "tuned", "--budget", "3",
+            "--motor-search", "staged", "--out", str(out), "--epochs=2", f"--data_path={tmp_path / 'data'}",
+            "--motor_tuning_grid={motor_tcn: [mean], motor_content: [init, none]}", "--motor_quantizer=pq",
+            f"--graph_cache_dir={run_dirs['graph_cache_dir']}", f"--motor_cache_dir={run_dirs['motor_cache_dir']}",
+            "--use_gpu=False"]
+    assert main(args) == 0
+    motor = {r["config"]["tuning_combination"]: r for r in load_runs(str(out)) if r["motor"]}
+    ids = [r for r in load_runs(str(out)) if not r["motor"]]
+    assert len(motor) == len(ids) == 3
+    assert [motor[k]["config"]["motor_content"] for k in range(3)] == ["init", "init", "none"]
+    stage_one = [motor[0], motor[1]]
+    best = max(stage_one, key=lambda r: (r["best"]["valid"]["recall@20"], -r["config"]["tuning_combination"]))
+    assert motor[2]["config"]["reg_weight"] == best["config"]["reg_weight"]
+    assert {r["config"]["tuning_budget"] for r in motor.values()} == {3}
+    assert "| 3/3 |" in (out / "summary.md").read_text()
+    assert main(args) == 0

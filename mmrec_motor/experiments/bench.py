@@ -23,9 +23,9 @@ from mmrec_motor.config import Config
 from mmrec_motor.data.dataset import dataset_dir
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.plan import (first_grid_values, parse_seeds, parse_variants, plan,
-                                          prepare_overrides, split_list, trains, tuned_plan)
+                                          prepare_overrides, run_protocol, split_list, trains, tuned_plan)
 from mmrec_motor.experiments.report import write_reports
-from mmrec_motor.experiments.runner import finish, run_all
+from mmrec_motor.experiments.runner import finish
 from mmrec_motor.experiments.store import VARIANTS, record_bench
 from mmrec_motor.quick_start import quick_start
 
@@ -38,10 +38,10 @@ def run(args: argparse.Namespace, rest: List[str], argv: List[str]) -> int:
     record_bench(args.out, shlex.join(["mmrec-motor", "bench", *argv]), models, datasets, variants, seeds,
                  overrides)
     if args.protocol == "tuned":
-        specs = tuned_plan(models, datasets, variants, seeds, args.budget, overrides)
+        specs = tuned_plan(models, datasets, variants, seeds, args.budget, overrides, args.motor_search)
     else:
         specs = [s for s in plan(models, datasets, variants, seeds) if s.variant == "id" or trains(s.model, s.dataset)]
-    outcome = run_all(specs, args.out, overrides, quick_start)
+    _, outcome = run_protocol(args, specs, overrides, quick_start)
     paths = write_reports(args.out)
     return finish(outcome, [paths["csv"], paths["summary"]], prefix="reports:")
 

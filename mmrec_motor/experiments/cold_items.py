@@ -24,9 +24,9 @@ from mmrec_motor.data.dataset import PairSet
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.buckets import (DEFAULT_BUCKETS, K, bucketed_metrics, item_train_counts,
                                              parse_edges, quantile_edges)
-from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides, run_config
+from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides, run_config, run_protocol
 from mmrec_motor.experiments.report import write_reports
-from mmrec_motor.experiments.runner import finish, run_all
+from mmrec_motor.experiments.runner import finish
 from mmrec_motor.experiments.store import (VARIANTS, RunSpec, chosen_specs, load_result, saved_checkpoint,
                                            topk_path)
 from mmrec_motor.experiments.tables import (markdown_table, mean, relative_change, report_head, save_png,
@@ -185,7 +185,8 @@ def run(args: Any, rest: List[str], argv: List[str]) -> int:
     overrides = prepare_overrides(rest, "cold-items")
     edges = parse_edges(args.buckets) if args.buckets else None
     specs = id_motor_plan("cold-items", argv, args, overrides)
-    outcome = run_all(specs, args.out, overrides, quick_start, with_topk=True, reuse=reuse_with_topk(args.out))
+    specs, outcome = run_protocol(args, specs, overrides, quick_start, with_topk=True,
+                                  reuse=reuse_with_topk(args.out))
     paths = write_reports(args.out)
     written = cold_items_report(args.out, chosen_specs(args.out, specs), overrides, edges, args.n_buckets)
     return finish(outcome, written + [paths["csv"], paths["summary"]])

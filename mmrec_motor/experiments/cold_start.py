@@ -19,9 +19,9 @@ import numpy as np
 
 from mmrec_motor.config import ConfigError
 from mmrec_motor.experiments.buckets import K
-from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides
+from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides, run_protocol
 from mmrec_motor.experiments.report import write_reports
-from mmrec_motor.experiments.runner import finish, run_all
+from mmrec_motor.experiments.runner import finish
 from mmrec_motor.experiments.store import (VARIANTS, RunSpec, chosen_specs, load_result, result_path, run_seed,
                                            saved_checkpoint)
 from mmrec_motor.experiments.tables import (markdown_table, mean, relative_change, report_head, save_png,
@@ -165,7 +165,7 @@ def run(args: Any, rest: List[str], argv: List[str]) -> int:
         raise ConfigError(f"--ratio must be in (0, 1), got {args.ratio}")
     overrides["cold_item_ratio"] = args.ratio
     specs = id_motor_plan("cold-start", argv, args, overrides)
-    outcome = run_all(specs, args.out, overrides, quick_start)
+    specs, outcome = run_protocol(args, specs, overrides, quick_start)
     for spec in specs:                   # runs from before cold_test_mpr: from their checkpoints
         result = load_result(args.out, spec)
         if result is not None and "cold_test" in result["best"] and "cold_test_mpr" not in result["best"]:

@@ -32,13 +32,17 @@ def parser(name: str, description: str, variants: bool = True) -> argparse.Argum
 
 
 def add_protocol(cli: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """--protocol and --budget (bench, cold-items, cold-start)."""
+    """--protocol, --budget and --motor-search (bench, cold-items, cold-start)."""
     cli.add_argument("--protocol", choices=("defaults", "tuned"), default="defaults",
                      help="defaults: each grid key at its first value (and MOTOR's defaults); tuned: each "
                           "side trains --budget combinations and reports its best on validation "
                           "(mmrec_motor/experiments/tuning.py)")
     cli.add_argument("--budget", type=int, default=4, help="combinations per side with --protocol tuned "
                                                           "(default 4)")
+    cli.add_argument("--motor-search", dest="motor_search", choices=("paired", "staged"), default="paired",
+                     help="how the MOTOR side of --protocol tuned spends its budget: paired (the k-th backbone "
+                          "point with MOTOR's k-th own combination) or staged (the backbone points with "
+                          "MOTOR's defaults first, then the best of them with MOTOR's other combinations)")
     return cli
 
 

@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from mmrec_motor.config import Config, ConfigError, parse_overrides
 from mmrec_motor.data.loader import load_data
-from mmrec_motor.experiments.store import VARIANTS, RunSpec, check_overrides, record_bench, topk_path
+from mmrec_motor.experiments.store import (VARIANTS, RunSpec, check_overrides, load_result, record_bench,
+                                           topk_path)
 
 
 def split_list(text: str, what: str) -> List[str]:
@@ -66,27 +67,83 @@ def trains(model: str, dataset: str) -> bool:
     return bool(Config(model, dataset, {})["req_training"])
 
 
+def _tuned_spec(model: str, dataset: str, variant: str, seed: int, k: int, combo: Mapping[str, Any],
+                n_combos: int) -> RunSpec:
+    keys = tuple((key, value) for key, value in combo.items() if key != "motor")
+    return RunSpec(model, dataset, variant, int(seed), f"t{k}", keys + (
+        ("tuning_budget", n_combos), ("tuning_combination", k)))
+
+
 def tuned_plan(models: Sequence[str], datasets: Sequence[str], variants: Sequence[str],
-               seeds: Sequence[int], budget: int, overrides: Mapping[str, Any]) -> List[RunSpec]:
+               seeds: Sequence[int], budget: int, overrides: Mapping[str, Any],
+               search: str = "paired") -> List[RunSpec]:
     """The runs of the tuned protocol (:mod:`mmrec_motor.experiments.tuning`): per model x dataset x
     side x seed, the side's ``budget`` combinations, run k tagged ``t<k>`` with its pinned keys and the
-    two tuning keys (``tuning_budget``, ``tuning_combination``). An untrained baseline runs once, on
-    the ID side, and has no MOTOR side."""
+    two tuning keys (``tuning_budget``: the side's whole count, ``tuning_combination``: k). An
+    untrained baseline runs once, on the ID side, and has no MOTOR side. With ``search='staged'`` a
+    MOTOR side lists its stage 1 only (:func:`staged_second_stage` adds the rest)."""
     from mmrec_motor.experiments.tuning import tuning_plan
 
     specs: List[RunSpec] = []
     for m in models:
         for d in datasets:
+            n_side = None
             for v in variants:
                 if v == "motor" and not trains(m, d):
                     continue
-                combos = tuning_plan(m, d, v, budget if trains(m, d) else 1, overrides)
+                combos = tuning_plan(m, d, v, budget if trains(m, d) else 1, overrides,
+                                     search if v == "motor" else "paired")
+                # a staged MOTOR side counts its stage 2 too: as many combinations as the ID side
+                total = len(tuning_plan(m, d, "id", budget if trains(m, d) else 1, overrides))
                 for s in seeds:
                     for k, combo in enumerate(combos):
-                        keys = tuple((key, value) for key, value in combo.items() if key != "motor")
-                        specs.append(RunSpec(m, d, v, int(s), f"t{k}", keys + (
-                            ("tuning_budget", len(combos)), ("tuning_combination", k))))
+                        specs.append(_tuned_spec(m, d, v, s, k, combo, total))
     return specs
+
+
+def staged_second_stage(specs: Sequence[RunSpec], out: str, overrides: Mapping[str, Any],
+                        search: str) -> List[RunSpec]:
+    """Stage 2 of the staged MOTOR search for every finished stage 1 among ``specs`` (per model x
+    dataset x seed; a group with a missing stage-1 result gets none): tags continue after stage 1's."""
+    from mmrec_motor.experiments.tuning import is_staged, second_stage
+
+    groups: Dict[tuple, List[RunSpec]] = {}
+    for spec in specs:
+        if spec.variant == "motor" and spec.tag.startswith("t"):
+            groups.setdefault((spec.model, spec.dataset, spec.seed), []).append(spec)
+    more: List[RunSpec] = []
+    for (m, d, seed), group in groups.items():
+        if not is_staged(m, d, overrides, search):
+            continue
+        results = [load_result(out, s) for s in group]
+        if any(r is None for r in results):
+            continue
+        scores = [r["best"]["valid"].get(str(r.get("valid_metric", "recall@20")).lower(), float("-inf"))
+                  for r in results]
+        own_keys = ("tuning_budget", "tuning_combination")
+        stage_one = [{k: v for k, v in s.extra if k not in own_keys} for s in group]
+        total = dict(group[0].extra)["tuning_budget"]
+        for j, combo in enumerate(second_stage(m, d, overrides, stage_one, scores)):
+            more.append(_tuned_spec(m, d, "motor", seed, len(group) + j, combo, total))
+    return more
+
+
+def run_protocol(args: argparse.Namespace, specs: List[RunSpec], overrides: Mapping[str, Any],
+                 train, **run_kwargs) -> tuple:
+    """``run_all`` over ``specs``, then, for the staged MOTOR search, over its stage 2; returns
+    (every spec, the merged outcome)."""
+    from mmrec_motor.experiments.runner import run_all
+
+    outcome = run_all(specs, args.out, overrides, train, **run_kwargs)
+    search = getattr(args, "motor_search", "paired")
+    if getattr(args, "protocol", "defaults") != "tuned" or search == "paired":
+        return specs, outcome
+    more = staged_second_stage(specs, args.out, overrides, search)
+    if more:
+        second = run_all(more, args.out, overrides, train, **run_kwargs)
+        outcome = {"ran": outcome["ran"] + second["ran"], "skipped": outcome["skipped"] + second["skipped"],
+                   "failed": {**outcome["failed"], **second["failed"]}}
+    return list(specs) + more, outcome
 
 
 def first_grid_values(model: str, dataset: str, overrides: Mapping[str, Any]) -> Dict[str, Any]:
@@ -162,5 +219,6 @@ def id_motor_plan(name: str, argv: Sequence[str], args: argparse.Namespace,
     variants, seeds = parse_variants(args.variants), parse_seeds(args.seeds)
     record(name, argv, args.out, overrides, models, datasets, variants, seeds)
     if getattr(args, "protocol", "defaults") == "tuned":
-        return tuned_plan(models, datasets, variants, seeds, args.budget, overrides)
+        return tuned_plan(models, datasets, variants, seeds, args.budget, overrides,
+                          getattr(args, "motor_search", "paired"))
     return [s for s in plan(models, datasets, variants, seeds) if s.variant == "id" or trains(s.model, s.dataset)]

@@ -12,6 +12,17 @@ keeps its range (BPR's seven reg weights 2.0 .. 1e-5 become 2.0, 0.1, 1e-3, 1e-5
   written out), so both sides train the same backbone settings and MOTOR's settings replace nothing
   the ID side gets.
 
+MOTOR's search (``--motor-search``), with Q > 1 own combinations c_0 .. c_{Q-1} and the ID side's
+N' = min(N, P) points:
+
+* ``paired`` (the default): the k-th backbone point with c_{k mod Q}, as above. One stage, but a
+  combination of MOTOR's that pays off only with a good backbone point may meet a weak one (BM3 on
+  lfm2k: random init without fine cells, level with ID at the backbone's first point, met BM3's
+  weak last point and lost 13%; docs/motor-design.md section 8).
+* ``staged``: the backbone first. Stage 1 trains N' - Q + 1 evenly spaced backbone points with c_0
+  (MOTOR's defaults); stage 2 trains the stage-1 point with the best validation score with each of
+  c_1 .. c_{Q-1}. N' runs in all, as the ID side; N' >= Q is required.
+
 Each side reports, per seed, the test metrics of its combination with the best validation score
 (``valid_metric``); the number of combinations each side had is part of every report.
 """
@@ -23,6 +34,7 @@ from typing import Any, Dict, List, Mapping
 from mmrec_motor.config import Config, ConfigError
 
 SIDES = ("id", "motor")
+SEARCHES = ("paired", "staged")
 
 
 def backbone_points(config: Config, budget: int) -> List[Dict[str, Any]]:
@@ -68,14 +80,43 @@ def motor_points(config: Config) -> List[Dict[str, Any]]:
 
 
 def tuning_plan(model: str, dataset: str, side: str, budget: int,
-                overrides: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """The combinations one side trains: a list of N override dicts (grid keys pinned, MOTOR keys and
-    ``motor`` set), each a single-combination run. ``overrides`` are the run's other settings."""
+                overrides: Mapping[str, Any], search: str = "paired") -> List[Dict[str, Any]]:
+    """The combinations one side trains: a list of override dicts (grid keys pinned, MOTOR keys and
+    ``motor`` set), each a single-combination run. ``overrides`` are the run's other settings. With
+    ``search='staged'`` the MOTOR side's list is its stage 1 (:func:`second_stage` gives the rest)."""
     if side not in SIDES:
         raise ConfigError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
+    if search not in SEARCHES:
+        raise ConfigError(f"the MOTOR search must be one of {', '.join(SEARCHES)}, got {search!r}")
     config = Config(model, dataset, dict(overrides))
     points = backbone_points(config, budget)
     if side == "id":
         return [{**p, "motor": False} for p in points]
     own = motor_points(config)
-    return [{**p, **own[k % len(own)], "motor": True} for k, p in enumerate(points)]
+    if search == "paired" or len(own) == 1:
+        return [{**p, **own[k % len(own)], "motor": True} for k, p in enumerate(points)]
+    first = len(points) - (len(own) - 1)
+    if first < 1:
+        raise ConfigError(f"{model} on {dataset}: the staged MOTOR search needs at least as many "
+                          f"combinations as MOTOR's own ({len(own)}, motor_tuning_grid), but the side has "
+                          f"{len(points)} (--budget {budget}, {model}'s grid)")
+    return [{**p, **own[0], "motor": True} for p in backbone_points(config, first)]
+
+
+def is_staged(model: str, dataset: str, overrides: Mapping[str, Any], search: str) -> bool:
+    """Whether the MOTOR side of ``model`` on ``dataset`` has a stage 2 (staged search, Q > 1)."""
+    return search == "staged" and len(motor_points(Config(model, dataset, dict(overrides)))) > 1
+
+
+def second_stage(model: str, dataset: str, overrides: Mapping[str, Any],
+                 stage_one: List[Dict[str, Any]], scores: List[float]) -> List[Dict[str, Any]]:
+    """The staged search's stage 2: the backbone keys of the stage-1 combination with the best
+    validation score (``scores``, one per ``stage_one`` entry; ties: the earlier one) with each of
+    MOTOR's own combinations but the first."""
+    if len(stage_one) != len(scores) or not stage_one:
+        raise ValueError(f"second_stage: {len(stage_one)} stage-1 combinations and {len(scores)} scores")
+    config = Config(model, dataset, dict(overrides))
+    own = motor_points(config)
+    best = max(range(len(scores)), key=lambda k: (scores[k], -k))
+    backbone = {k: v for k, v in stage_one[best].items() if k != "motor" and k not in own[0]}
+    return [{**backbone, **combo, "motor": True} for combo in own[1:]]
