@@ -16,6 +16,7 @@ Modules, one job each:
 * :mod:`.fm`                the ``fm`` variant's pairwise term
 * :mod:`.content`           token tables started at / anchored on the items' content
 * :mod:`.fine`              fine content tokens (one k-means cell per item and modality)
+* :mod:`.unseen`            the length of items without a training interaction (``motor_unseen_norm``)
 * :mod:`.item_embedding`    ``MotorItemEmbedding``: the ``nn.Embedding`` drop-in, cached once per step
 * :mod:`.adapters`          where each backbone keeps its item ID table and how it is swapped
 * :mod:`.hook`              ``motorize(model, config)``: all of the above, after model init
