@@ -22,6 +22,12 @@ top 20): with C_u the user's candidates (every item but u's training items),
 0 = ranked first, 1 = ranked last; ties share the mean of their places, so a ranking that knows
 nothing averages 0.5. Its mean over the split's (user, item) pairs is the mean percentile rank (MPR).
 
+Items out of the catalogue (``excluded_items``): item IDs that no user of the split may be shown,
+set to -1e10 for every user as the training items are. The inductive cold-start protocol passes its
+held-out items to the *validation* evaluator: they enter the catalogue after validation (none of
+them is a validation item), so ranking them high must not cost a model its validation score, which
+chooses its epoch and combination; test ranks every item (:mod:`mmrec_motor.data.cold`).
+
 Large catalogues (``item_chunk``, key ``eval_item_chunk``): a model whose scores are a dot product
 says so with ``ranking_factors(users)`` -> (user vectors [B, d], item vectors [n_items, d]); the
 evaluator then computes them once per evaluation and scores ``item_chunk`` items at a time, keeping a
@@ -100,7 +106,8 @@ class TopKEvaluator:
     """
 
     def __init__(self, data: RecData, split: Split, metrics: Sequence[str], topk: Sequence[int],
-                 batch_size: int, device: str = "cpu", item_chunk: Optional[int] = None):
+                 batch_size: int, device: str = "cpu", item_chunk: Optional[int] = None,
+                 excluded_items: Optional[Sequence[int]] = None):
         self.metrics, self.topk = [m.lower() for m in metrics], list(topk)
         self.max_k = max(self.topk)
         if self.max_k > data.n_items:
@@ -126,6 +133,15 @@ class TopKEvaluator:
                     if free >= row_bytes else "not even one user's row fits: free memory or use another "
                                               "device (use_gpu / gpu_id)")
         self.relevant = PairSet(split.users, split.items, data.n_items)
+        self.excluded = None
+        if excluded_items is not None and len(excluded_items):
+            excluded = np.unique(np.asarray(excluded_items, dtype=np.int64))
+            if excluded[0] < 0 or excluded[-1] >= data.n_items:
+                raise ValueError(f"excluded_items: item IDs must lie in [0, {data.n_items}), got "
+                                 f"[{excluded[0]}, {excluded[-1]}]")
+            if np.isin(split.items, excluded).any():
+                raise ValueError("excluded_items: an excluded item is an item of the evaluated split")
+            self.excluded = torch.from_numpy(excluded).to(device)
         # rows, as MMRec's EvalDataLoader: a repeated (user, item) row counts twice (data/checks.py)
         self.pos_len = np.bincount(np.asarray(split.users, np.int64), minlength=data.n_users)[self.users]
         train = data.train_matrix()
@@ -152,6 +168,8 @@ class TopKEvaluator:
             if factors is None:
                 scores = model.full_sort_predict([users])
                 scores[mask_rows, mask_items] = -1e10
+                if self.excluded is not None:
+                    scores[:, self.excluded] = -1e10
                 top = torch.topk(scores, self.max_k, dim=-1).indices
             else:
                 top = self._chunked_top(factors, index)
@@ -182,6 +200,9 @@ class TopKEvaluator:
             scores = u @ item_vectors[first:last].T                              # [B, chunk]
             inside = (mask_items >= first) & (mask_items < last)
             scores[mask_rows[inside], mask_items[inside] - first] = -1e10
+            if self.excluded is not None:
+                out = self.excluded[(self.excluded >= first) & (self.excluded < last)]
+                scores[:, out - first] = -1e10
             top = torch.topk(scores, min(self.max_k, last - first), dim=-1)
             items = top.indices + first
             if best_scores is not None:
@@ -211,6 +232,8 @@ class TopKEvaluator:
             scores = model.full_sort_predict([users]).float()
             candidate = torch.ones_like(scores, dtype=torch.bool)
             candidate[mask_rows, mask_items] = False
+            if self.excluded is not None:
+                candidate[:, self.excluded] = False
             rows_t = torch.from_numpy(rows).to(scores.device)
             items_t = torch.from_numpy(pair_items).to(scores.device)
             if not bool(candidate[rows_t, items_t].all()):

@@ -71,10 +71,20 @@ def build_optimizer(config: Mapping[str, Any], model: torch.nn.Module) -> torch.
     return make_optimizer(config, groups)
 
 
-def evaluator(config: Mapping[str, Any], data: RecData, split: Split) -> TopKEvaluator:
-    """The evaluator of ``split`` with the config's metrics, cut-offs, batch size and device."""
+def evaluator(config: Mapping[str, Any], data: RecData, split: Split,
+              excluded_items=None) -> TopKEvaluator:
+    """The evaluator of ``split`` with the config's metrics, cut-offs, batch size and device;
+    ``excluded_items`` are ranked for no user (:class:`TopKEvaluator`)."""
     return TopKEvaluator(data, split, config["metrics"], config["topk"], config["eval_batch_size"],
-                         config["device"], item_chunk=config["eval_item_chunk"])
+                         config["device"], item_chunk=config["eval_item_chunk"], excluded_items=excluded_items)
+
+
+def split_evaluators(config: Mapping[str, Any], data: RecData):
+    """(valid, test, cold test or None) evaluators of a run. The held-out items of the cold-start
+    protocol enter the catalogue after validation: the validation evaluator ranks them for no user."""
+    valid = evaluator(config, data, data.valid, excluded_items=data.cold_items)
+    cold = None if data.cold_test is None else evaluator(config, data, data.cold_test)
+    return valid, evaluator(config, data, data.test), cold
 
 
 def checkpoint_path(config: Mapping[str, Any], identity: str) -> Optional[str]:
@@ -153,8 +163,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
         data = load_data(config)
     logger.info(str(data), extra=ALWAYS)
     device = config["device"]
-    valid, test = evaluator(config, data, data.valid), evaluator(config, data, data.test)
-    cold = None if data.cold_test is None else evaluator(config, data, data.cold_test)
+    valid, test, cold = split_evaluators(config, data)
     valid_metric = str(config["valid_metric"]).lower()
     runs: List[Dict[str, Any]] = []
     chosen: Optional[int] = None

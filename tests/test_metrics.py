@@ -118,3 +118,27 @@ def test_percentile_ranks_refuse_a_test_item_that_is_also_trained():
     evaluator = TopKEvaluator(data, data.test, ["recall"], [1], batch_size=4)
     with pytest.raises(ValueError, match="also a training item of its user"):
         evaluator.percentile_ranks(FixedScores(4))
+
+
+class DotScores(FixedScores):
+    """FixedScores with ranking_factors, so the evaluator may score items in chunks."""
+
+    def ranking_factors(self, users):
+        return torch.ones(len(users), 1), self.scores[:, None]
+
+
+@pytest.mark.parametrize("item_chunk", [None, 3, 4])
+def test_excluded_items_are_ranked_for_no_user(item_chunk):
+    # as test_evaluator_masks_training_items_only, with items 2 and 4 out of the catalogue: user 0's
+    # ranking starts 3, 5, 6; user 1's 0, 1, 3
+    data = masked_case()
+    data = RecData("t", "-", 2, 10, data.train, data.valid, Split(np.array([0, 1, 1]), np.array([3, 0, 9])))
+    evaluator = TopKEvaluator(data, data.test, ["recall"], [1, 3], batch_size=1, item_chunk=item_chunk,
+                              excluded_items=[4, 2])
+    assert evaluator.rank(DotScores(10)).tolist() == [[3, 5, 6], [0, 1, 3]]
+    # percentile ranks: user 0's candidates 3, 5..9 (6 items) -> item 3 at 0/5; user 1's 7 -> 0/6, 6/6
+    assert evaluator.percentile_ranks(DotScores(10)).tolist() == [0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="an excluded item is an item of the evaluated split"):
+        TopKEvaluator(data, data.test, ["recall"], [1], batch_size=1, excluded_items=[9])
+    with pytest.raises(ValueError, match=r"item IDs must lie in \[0, 10\), got \[2, 10\]"):
+        TopKEvaluator(data, data.test, ["recall"], [1], batch_size=1, excluded_items=[2, 10])

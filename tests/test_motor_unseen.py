@@ -1,15 +1,18 @@
 """``motor_unseen_norm`` (motor/unseen.py): items without a training interaction get, as a group, a
 trained item's mean length; by hand on small tables, through the TCN's two read paths, and in a
-cold-start run on the toy data."""
+cold-start run on the toy data. And the validation evaluator of the cold-start protocol, which does
+not rank the held-out items."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
+from mmrec_motor.data.loader import load_data
 from mmrec_motor.keys import run_identity
 from mmrec_motor.motor.hook import unseen_norm_setting
 from mmrec_motor.motor.tcn import TokenCrossNetwork
 from mmrec_motor.motor.unseen import rescale_unseen, training_item_counts, unseen_factor, unseen_weights
+from mmrec_motor.quick_start import split_evaluators
 from tests.backbones import build, toy_config
 
 
@@ -128,3 +131,24 @@ def test_run_identity_of_runs_without_the_rule_is_unchanged():
     assert run_identity({**cold, "motor_unseen_norm": "auto"}) != run_identity(cold)
     id_cold = {**cold, "motor": False}
     assert run_identity({**id_cold, "motor_unseen_norm": "auto"}) == run_identity(id_cold)
+
+
+def test_validation_does_not_rank_held_out_items_and_test_does(tmp_path, run_dirs):
+    class HeldOutFirst(torch.nn.Module):
+        def __init__(self, cold, n_items):
+            super().__init__()
+            self.row = torch.zeros(n_items)
+            self.row[torch.as_tensor(cold)] = 1.0
+
+        def full_sort_predict(self, interaction):
+            return self.row.expand(len(interaction[0]), -1).clone()
+
+    config = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, cold_item_ratio=0.1)
+    data = load_data(config)
+    valid, test, cold = split_evaluators(config, data)
+    model = HeldOutFirst(data.cold_items, data.n_items)
+    assert not np.isin(valid.rank(model), data.cold_items).any()
+    assert np.isin(test.rank(model)[:, 0], data.cold_items).all()
+    plain = split_evaluators(toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs),
+                             load_data(toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs)))
+    assert plain[0].excluded is None and plain[2] is None
