@@ -1,5 +1,5 @@
-"""The tuned protocol's plan: evenly spaced backbone points, MOTOR's own settings paired with them,
-equal counts on both sides, and bad specs refused."""
+"""The tuned protocol's plan: evenly spaced backbone points, MOTOR's own settings searched at the best
+of them (staged) or paired with them, equal counts on both sides, and bad specs refused."""
 import pytest
 
 from mmrec_motor.config import Config, ConfigError
@@ -25,7 +25,7 @@ def test_two_key_grid_in_mmrec_product_order():
 def test_sides_share_backbone_points_and_motor_cycles_its_own():
     grid = {"motor_tcn": ["mean", "agnostic"], "motor_content": ["proj"]}
     ids = tuning_plan("FREEDOM", "toy", "id", 3, {})
-    motor = tuning_plan("FREEDOM", "toy", "motor", 3, {"motor_tuning_grid": grid})
+    motor = tuning_plan("FREEDOM", "toy", "motor", 3, {"motor_tuning_grid": grid}, search="paired")
     assert len(ids) == len(motor) == 3
     for a, b in zip(ids, motor):
         assert (a["dropout"], a["reg_weight"]) == (b["dropout"], b["reg_weight"])
@@ -36,12 +36,12 @@ def test_sides_share_backbone_points_and_motor_cycles_its_own():
     assert [sorted(m) for m in tuning_plan("BPR", "toy", "motor", 2, {"motor_tuning_grid": {}})] == [
         ["motor", "reg_weight"]] * 2
     # MOTOR.yaml's grid: the defaults first (fine tokens on), then without them
-    assert [m["motor_fine_nbits"] for m in tuning_plan("BPR", "toy", "motor", 2, {})] == ["auto", None]
+    assert [m["motor_fine_nbits"] for m in tuning_plan("BPR", "toy", "motor", 2, {}, search="paired")] == ["auto", None]
 
 
 def test_listed_combinations_are_taken_as_written():
     grid = [{"motor_fine_items_per_cell": 2}, {"motor_content": "none", "motor_fine_nbits": None}]
-    motor = tuning_plan("BM3", "toy", "motor", 3, {"motor_tuning_grid": grid})
+    motor = tuning_plan("BM3", "toy", "motor", 3, {"motor_tuning_grid": grid}, search="paired")
     assert [m.get("motor_fine_items_per_cell") for m in motor] == [2, None, 2]
     assert [m.get("motor_content") for m in motor] == [None, "none", None]
     assert "motor_fine_nbits" in motor[1] and motor[1]["motor_fine_nbits"] is None
@@ -52,7 +52,7 @@ def test_listed_combinations_are_taken_as_written():
     assert [(m["n_layers"], m["reg_weight"], m["dropout"]) for m in motor] == [
         (p["n_layers"], p["reg_weight"], p["dropout"]) for p in ids]
     # BM3.yaml's own grid is of this form: sparse data's best combination, then dense data's
-    yaml_grid = tuning_plan("BM3", "toy", "motor", 2, {})
+    yaml_grid = tuning_plan("BM3", "toy", "motor", 2, {}, search="paired")
     assert [m.get("motor_fine_items_per_cell") for m in yaml_grid] == [2, None]
     assert [m.get("motor_content") for m in yaml_grid] == [None, "none"]
     assert Config("BM3", "toy", {"motor": True})["motor_content"] == "init"
@@ -72,7 +72,7 @@ def test_bad_specs_are_refused():
 
 
 def test_bench_tuned_protocol_end_to_end(tmp_path, run_dirs):
-    """bench --protocol tuned on toy: each side trains its combinations, the summary reports the best
+    """bench --protocol tuned --motor-search paired on toy: each side trains its combinations, the summary reports the best
     on validation and the counts, a baseline runs once on the ID side only."""
     import csv
 
@@ -82,6 +82,7 @@ def test_bench_tuned_protocol_end_to_end(tmp_path, run_dirs):
 
     out = tmp_path / "bench"
     args = ["bench", "-m", "BPR,POP", "-d", "toy", "--seeds", "1", "--protocol", "tuned", "--budget", "2",
+            "--motor-search", "paired",
             "--out", str(out), "--epochs=2", f"--data_path={tmp_path / 'data'}",
             "--motor_tuning_grid={motor_tcn: [mean], motor_content: [init, none]}",
             f"--graph_cache_dir={run_dirs['graph_cache_dir']}", f"--motor_cache_dir={run_dirs['motor_cache_dir']}",
@@ -165,6 +166,10 @@ def test_staged_search_plans_backbone_points_first_then_the_best_with_motor_s_ot
         tuning_plan("BPR", "toy", "motor", 2, three, search="staged")
     with pytest.raises(ConfigError, match="MOTOR search must be one of paired, staged, got 'greedy'"):
         tuning_plan("BPR", "toy", "motor", 2, over, search="greedy")
+    # staged is the default, of the plan and of the command line
+    assert tuning_plan("BPR", "toy", "motor", 4, over) == stage_one
+    from mmrec_motor.experiments.commands import bench_parser
+    assert bench_parser().parse_args(["-m", "BPR", "-d", "toy", "--out", "x"]).motor_search == "staged"
 
 
 def test_bench_staged_search_end_to_end(tmp_path, run_dirs):

@@ -39,10 +39,11 @@ def add_protocol(cli: argparse.ArgumentParser) -> argparse.ArgumentParser:
                           "(mmrec_motor/experiments/tuning.py)")
     cli.add_argument("--budget", type=int, default=4, help="combinations per side with --protocol tuned "
                                                           "(default 4)")
-    cli.add_argument("--motor-search", dest="motor_search", choices=("paired", "staged"), default="paired",
-                     help="how the MOTOR side of --protocol tuned spends its budget: paired (the k-th backbone "
-                          "point with MOTOR's k-th own combination) or staged (the backbone points with "
-                          "MOTOR's defaults first, then the best of them with MOTOR's other combinations)")
+    cli.add_argument("--motor-search", dest="motor_search", choices=("staged", "paired"), default="staged",
+                     help="how the MOTOR side of --protocol tuned spends its budget: staged (the default: the "
+                          "backbone points with MOTOR's defaults first, then the best of them with MOTOR's other "
+                          "combinations) or paired (the k-th backbone point with MOTOR's k-th own combination, "
+                          "the protocol before 2026-12-03's fifth session)")
     return cli
 
 

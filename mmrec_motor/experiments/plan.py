@@ -76,7 +76,7 @@ def _tuned_spec(model: str, dataset: str, variant: str, seed: int, k: int, combo
 
 def tuned_plan(models: Sequence[str], datasets: Sequence[str], variants: Sequence[str],
                seeds: Sequence[int], budget: int, overrides: Mapping[str, Any],
-               search: str = "paired") -> List[RunSpec]:
+               search: str = "staged") -> List[RunSpec]:
     """The runs of the tuned protocol (:mod:`mmrec_motor.experiments.tuning`): per model x dataset x
     side x seed, the side's ``budget`` combinations, run k tagged ``t<k>`` with its pinned keys and the
     two tuning keys (``tuning_budget``: the side's whole count, ``tuning_combination``: k). An
@@ -135,7 +135,7 @@ def run_protocol(args: argparse.Namespace, specs: List[RunSpec], overrides: Mapp
     from mmrec_motor.experiments.runner import run_all
 
     outcome = run_all(specs, args.out, overrides, train, **run_kwargs)
-    search = getattr(args, "motor_search", "paired")
+    search = getattr(args, "motor_search", "staged")
     if getattr(args, "protocol", "defaults") != "tuned" or search == "paired":
         return specs, outcome
     more = staged_second_stage(specs, args.out, overrides, search)
@@ -220,5 +220,5 @@ def id_motor_plan(name: str, argv: Sequence[str], args: argparse.Namespace,
     record(name, argv, args.out, overrides, models, datasets, variants, seeds)
     if getattr(args, "protocol", "defaults") == "tuned":
         return tuned_plan(models, datasets, variants, seeds, args.budget, overrides,
-                          getattr(args, "motor_search", "paired"))
+                          getattr(args, "motor_search", "staged"))
     return [s for s in plan(models, datasets, variants, seeds) if s.variant == "id" or trains(s.model, s.dataset)]

@@ -147,9 +147,10 @@ def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
     for dataset in sorted({r["dataset"] for r in tuned}):
         lines += [f"## {dataset}, tuned protocol", "",
                   "Each side trained the same number of combinations (`combinations ID/MOTOR`, per seed: "
-                  "the backbone grid reduced to evenly spaced points, MOTOR's `motor_tuning_grid` paired "
-                  "with them; mmrec_motor/experiments/tuning.py) and reports the test metrics of its best "
-                  "combination on validation.", ""]
+                  "the backbone grid reduced to evenly spaced points; on the MOTOR side, MOTOR's "
+                  "`motor_tuning_grid` searched at the best of them (--motor-search staged) or paired with "
+                  "them (paired), as the command line says; mmrec_motor/experiments/tuning.py) and reports "
+                  "the test metrics of its best combination on validation.", ""]
         table = []
         for model in sorted({r["model"] for r in tuned if r["dataset"] == dataset}):
             mine = [r for r in tuned if r["dataset"] == dataset and r["model"] == model]

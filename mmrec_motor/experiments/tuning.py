@@ -15,11 +15,11 @@ keeps its range (BPR's seven reg weights 2.0 .. 1e-5 become 2.0, 0.1, 1e-3, 1e-5
 MOTOR's search (``--motor-search``), with Q > 1 own combinations c_0 .. c_{Q-1} and the ID side's
 N' = min(N, P) points:
 
-* ``paired`` (the default): the k-th backbone point with c_{k mod Q}, as above. One stage, but a
+* ``paired``: the k-th backbone point with c_{k mod Q}, as above. One stage, but a
   combination of MOTOR's that pays off only with a good backbone point may meet a weak one (BM3 on
   lfm2k: random init without fine cells, level with ID at the backbone's first point, met BM3's
   weak last point and lost 13%; docs/motor-design.md section 8).
-* ``staged``: the backbone first. Stage 1 trains N' - Q + 1 evenly spaced backbone points with c_0
+* ``staged`` (the default): the backbone first. Stage 1 trains N' - Q + 1 evenly spaced backbone points with c_0
   (MOTOR's defaults); stage 2 trains the stage-1 point with the best validation score with each of
   c_1 .. c_{Q-1}. N' runs in all, as the ID side; N' >= Q is required.
 
@@ -80,7 +80,7 @@ def motor_points(config: Config) -> List[Dict[str, Any]]:
 
 
 def tuning_plan(model: str, dataset: str, side: str, budget: int,
-                overrides: Mapping[str, Any], search: str = "paired") -> List[Dict[str, Any]]:
+                overrides: Mapping[str, Any], search: str = "staged") -> List[Dict[str, Any]]:
     """The combinations one side trains: a list of override dicts (grid keys pinned, MOTOR keys and
     ``motor`` set), each a single-combination run. ``overrides`` are the run's other settings. With
     ``search='staged'`` the MOTOR side's list is its stage 1 (:func:`second_stage` gives the rest)."""
