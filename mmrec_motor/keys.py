@@ -129,6 +129,11 @@ KEYS: Dict[str, Key] = {
     "isolated_self_loops": Key(lambda v: v is None or isinstance(v, bool) or str(v).lower() == "auto",
                                "config key 'isolated_self_loops' must be True, False or auto, got {value!r}",
                                nullable=True),     # null (a config from before the key) = auto
+    # a command-line "off" reads as YAML false: both mean off (mmrec_motor/motor/unseen.py)
+    "motor_unseen_norm": Key(lambda v: v is None or v is False or (isinstance(v, str) and v.lower() in (
+                                 "auto", "mean", "weighted", "off")),
+                             "config key 'motor_unseen_norm' must be auto, mean, weighted or off, got {value!r}",
+                             nullable=True),
     "eval_item_chunk": Key(lambda v: v is None or (_int(v) and v >= 1),
                            "config key 'eval_item_chunk' must be null or a positive integer (items scored "
                            "at once in evaluation), got {value!r}", nullable=True, volatile=True),

@@ -152,3 +152,13 @@ def test_validation_does_not_rank_held_out_items_and_test_does(tmp_path, run_dir
     plain = split_evaluators(toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs),
                              load_data(toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs)))
     assert plain[0].excluded is None and plain[2] is None
+
+
+def test_config_takes_off_from_the_command_line_and_names_a_bad_value(tmp_path, run_dirs):
+    from mmrec_motor.config import ConfigError
+
+    off = toy_config("BPR", {}, tmp_path, run_dirs, motor=True, cold_item_ratio=0.1, motor_unseen_norm=False)
+    assert unseen_norm_setting(off) == "off"                        # `--motor_unseen_norm=off` reads as false
+    assert unseen_norm_setting(toy_config("BPR", {}, tmp_path, run_dirs, motor_unseen_norm="weighted")) == "weighted"
+    with pytest.raises(ConfigError, match="'motor_unseen_norm' must be auto, mean, weighted or off, got 'max'"):
+        toy_config("BPR", {}, tmp_path, run_dirs, motor_unseen_norm="max")
