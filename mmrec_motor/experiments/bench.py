@@ -23,9 +23,9 @@ from mmrec_motor.config import Config
 from mmrec_motor.data.dataset import dataset_dir
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.plan import (first_grid_values, parse_seeds, parse_variants, plan,
-                                          prepare_overrides, run_protocol, split_list, trains, tuned_plan)
+                                          prepare_overrides, split_list, trains, tuned_plan)
 from mmrec_motor.experiments.report import write_reports
-from mmrec_motor.experiments.runner import finish
+from mmrec_motor.experiments.runner import finish, run_protocol
 from mmrec_motor.experiments.store import VARIANTS, record_bench
 from mmrec_motor.quick_start import quick_start
 

@@ -24,9 +24,9 @@ from mmrec_motor.data.dataset import PairSet
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.buckets import (DEFAULT_BUCKETS, K, bucketed_metrics, item_train_counts,
                                              parse_edges, quantile_edges)
-from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides, run_config, run_protocol
+from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides, run_config
 from mmrec_motor.experiments.report import write_reports
-from mmrec_motor.experiments.runner import finish
+from mmrec_motor.experiments.runner import finish, run_protocol
 from mmrec_motor.experiments.store import (VARIANTS, RunSpec, chosen_specs, load_result, saved_checkpoint,
                                            topk_path)
 from mmrec_motor.experiments.tables import (markdown_table, mean, relative_change, report_head, save_png,

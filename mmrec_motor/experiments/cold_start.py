@@ -19,9 +19,9 @@ import numpy as np
 
 from mmrec_motor.config import ConfigError
 from mmrec_motor.experiments.buckets import K
-from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides, run_protocol
+from mmrec_motor.experiments.plan import id_motor_plan, prepare_overrides
 from mmrec_motor.experiments.report import write_reports
-from mmrec_motor.experiments.runner import finish
+from mmrec_motor.experiments.runner import finish, run_protocol
 from mmrec_motor.experiments.store import (VARIANTS, RunSpec, chosen_specs, load_result, result_path, run_seed,
                                            saved_checkpoint)
 from mmrec_motor.experiments.tables import (markdown_table, mean, relative_change, report_head, save_png,

@@ -128,24 +128,6 @@ def staged_second_stage(specs: Sequence[RunSpec], out: str, overrides: Mapping[s
     return more
 
 
-def run_protocol(args: argparse.Namespace, specs: List[RunSpec], overrides: Mapping[str, Any],
-                 train, **run_kwargs) -> tuple:
-    """``run_all`` over ``specs``, then, for the staged MOTOR search, over its stage 2; returns
-    (every spec, the merged outcome)."""
-    from mmrec_motor.experiments.runner import run_all
-
-    outcome = run_all(specs, args.out, overrides, train, **run_kwargs)
-    search = getattr(args, "motor_search", "staged")
-    if getattr(args, "protocol", "defaults") != "tuned" or search == "paired":
-        return specs, outcome
-    more = staged_second_stage(specs, args.out, overrides, search)
-    if more:
-        second = run_all(more, args.out, overrides, train, **run_kwargs)
-        outcome = {"ran": outcome["ran"] + second["ran"], "skipped": outcome["skipped"] + second["skipped"],
-                   "failed": {**outcome["failed"], **second["failed"]}}
-    return list(specs) + more, outcome
-
-
 def first_grid_values(model: str, dataset: str, overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """Overrides that pin each grid key (but seed) to its first yaml value, unless already given."""
     config = Config(model, dataset, dict(overrides))

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextI
 
 import numpy as np
 
-from mmrec_motor.experiments.plan import run_config
+from mmrec_motor.experiments.plan import run_config, staged_second_stage
 from mmrec_motor.experiments.store import RunSpec, load_result, write_error, write_result
 from mmrec_motor.progress import duration
 
@@ -84,3 +84,19 @@ def finish(outcome: Mapping[str, Any], written: Sequence[str], prefix: str = "wr
     for name, message in outcome["failed"].items():
         print(f"FAILED {name}: {message.splitlines()[0]}", file=sys.stderr)
     return 1 if outcome["failed"] else 0
+
+
+def run_protocol(args: argparse.Namespace, specs: List[RunSpec], overrides: Mapping[str, Any],
+                 train, **run_kwargs) -> tuple:
+    """``run_all`` over ``specs``, then, for the staged MOTOR search, over its stage 2; returns
+    (every spec, the merged outcome)."""
+    outcome = run_all(specs, args.out, overrides, train, **run_kwargs)
+    search = getattr(args, "motor_search", "staged")
+    if getattr(args, "protocol", "defaults") != "tuned" or search == "paired":
+        return specs, outcome
+    more = staged_second_stage(specs, args.out, overrides, search)
+    if more:
+        second = run_all(more, args.out, overrides, train, **run_kwargs)
+        outcome = {"ran": outcome["ran"] + second["ran"], "skipped": outcome["skipped"] + second["skipped"],
+                   "failed": {**outcome["failed"], **second["failed"]}}
+    return list(specs) + more, outcome

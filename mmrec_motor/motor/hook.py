@@ -305,17 +305,12 @@ def fine_items_per_cell_setting(config) -> float:
 
 
 def unseen_norm_setting(config) -> str:
-    """``motor_unseen_norm`` resolved to ``mean``, ``weighted`` or ``off`` (:mod:`.unseen`): ``auto``
-    (the default) is ``mean`` under the inductive cold-start protocol (``cold_item_ratio`` > 0) and
-    ``off`` otherwise, so ordinary runs keep MMRec's behaviour; False is ``off``."""
+    """``motor_unseen_norm`` as mean / weighted / off (:mod:`.unseen`); auto = mean iff cold_item_ratio > 0."""
     value = motor_setting(config, "motor_unseen_norm")
     mode = "off" if value is False else str(value).lower()
     if mode not in UNSEEN_NORM_MODES:
         raise ValueError(f"motor_unseen_norm must be one of {', '.join(UNSEEN_NORM_MODES)}, got {value!r}")
-    if mode == "auto":
-        ratio = config_get(config, "cold_item_ratio", 0)
-        mode = "mean" if ratio else "off"
-    return mode
+    return ("mean" if config_get(config, "cold_item_ratio", 0) else "off") if mode == "auto" else mode
 
 
 def tcn_dim_setting(config) -> int:
@@ -386,8 +381,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     content_mode = str(motor_setting(config, "motor_content")).lower()
     if content_mode not in CONTENT_MODES:
         raise ValueError(f"unknown motor_content {content_mode!r}: expected one of {', '.join(CONTENT_MODES)}")
-    unseen_mode = unseen_norm_setting(config)   # before the tokenizer runs: its errors come first
-    counts = training_item_counts(dataset, n_items) if unseen_mode != "off" else None
+    unseen_mode = unseen_norm_setting(config)   # before the tokenizer, so its errors come first
+    counts = None if unseen_mode == "off" else training_item_counts(dataset, n_items)
     mods, cache_dir = tokenize_modalities(config, n_items, with_features=True, features=features)
     names = [m for m, _, _, _, _ in mods]
     content = None
@@ -437,8 +432,7 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         "content": content_mode,
         "token_dropout": network.token_dropout,
         "fine_tokens": fine_stats,
-        "unseen_norm": unseen_mode,
-        "unseen_items": 0 if counts is None else int((counts == 0).sum()),
+        "unseen_norm": unseen_mode, "unseen_items": 0 if counts is None else int((counts == 0).sum()),
         "item_repr_params_id": int(id_params),
         "item_repr_params_motor": int(total),
         "token_table_params": int(network.token_table_params()),
