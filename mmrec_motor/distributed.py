@@ -29,6 +29,7 @@ What each rank does in a run of world size W (the modules that do it in brackets
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import inspect
 import os
@@ -109,7 +110,15 @@ def setup(config: Any) -> Ranks:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend_for(device), rank=ranks.rank, world_size=ranks.world_size)
+        # leave the group before the interpreter tears down: gloo's threads left running at exit
+        # abort a finished rank now and then ("terminate called without an active exception")
+        atexit.register(_leave_group)
     return ranks
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier(ranks: Ranks) -> None:
