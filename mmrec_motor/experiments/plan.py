@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from mmrec_motor.config import Config, ConfigError, parse_overrides
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.store import (VARIANTS, RunSpec, check_overrides, load_result, record_bench,
-                                           topk_path)
+                                           topk_path, valid_score)
 
 
 def split_list(text: str, what: str) -> List[str]:
@@ -87,14 +87,13 @@ def tuned_plan(models: Sequence[str], datasets: Sequence[str], variants: Sequenc
     specs: List[RunSpec] = []
     for m in models:
         for d in datasets:
-            n_side = None
+            side_budget = budget if trains(m, d) else 1
+            # a staged MOTOR side counts its stage 2 too: as many combinations as the ID side
+            total = len(tuning_plan(m, d, "id", side_budget, overrides))
             for v in variants:
                 if v == "motor" and not trains(m, d):
                     continue
-                combos = tuning_plan(m, d, v, budget if trains(m, d) else 1, overrides,
-                                     search if v == "motor" else "paired")
-                # a staged MOTOR side counts its stage 2 too: as many combinations as the ID side
-                total = len(tuning_plan(m, d, "id", budget if trains(m, d) else 1, overrides))
+                combos = tuning_plan(m, d, v, side_budget, overrides, search if v == "motor" else "paired")
                 for s in seeds:
                     for k, combo in enumerate(combos):
                         specs.append(_tuned_spec(m, d, v, s, k, combo, total))
@@ -118,8 +117,7 @@ def staged_second_stage(specs: Sequence[RunSpec], out: str, overrides: Mapping[s
         results = [load_result(out, s) for s in group]
         if any(r is None for r in results):
             continue
-        scores = [r["best"]["valid"].get(str(r.get("valid_metric", "recall@20")).lower(), float("-inf"))
-                  for r in results]
+        scores = [valid_score(r) for r in results]
         own_keys = ("tuning_budget", "tuning_combination")
         stage_one = [{k: v for k, v in s.extra if k not in own_keys} for s in group]
         total = dict(group[0].extra)["tuning_budget"]

@@ -18,7 +18,7 @@ import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from mmrec_motor.experiments.store import (TUNED_VARIANTS, VARIANTS, load_runs, run_seed, run_variant,
-                                           runs_dir)
+                                           runs_dir, valid_score)
 from mmrec_motor.experiments.tables import (commands_block, failures_block, markdown_table, mean,
                                             relative_change, stat)
 from mmrec_motor.fileio import write_text
@@ -42,7 +42,7 @@ def result_row(result: Mapping[str, Any]) -> Dict[str, Any]:
     combination = (result.get("config") or {}).get("tuning_combination")
     if combination is not None:
         row["tuning_combination"] = int(combination)
-    row["valid_score"] = result["best"]["valid"].get(str(result.get("valid_metric", "recall@20")).lower())
+    row["valid_score"] = valid_score(result, missing=None)
     row.update({"item_repr_params": result["item_representation"]["params"],
                 "total_params": result["params"]["total"],
                 "train_seconds_per_epoch": result["train_seconds_per_epoch"],

@@ -93,6 +93,11 @@ def write_error(out: str, spec: RunSpec, text: str) -> None:
     write_text(error_path(out, spec), text)
 
 
+def valid_score(result: Mapping[str, Any], missing: Optional[float] = float("-inf")) -> Optional[float]:
+    """A run's best validation value of its ``valid_metric`` (``missing`` when it has none)."""
+    return result["best"]["valid"].get(str(result.get("valid_metric", "recall@20")).lower(), missing)
+
+
 def chosen_specs(out: str, specs: Sequence[RunSpec]) -> List[RunSpec]:
     """The specs a report shows: every untuned spec, and of the tuned protocol's runs (tag ``t<k>``)
     per model x dataset x variant x seed the finished one with the best validation score (ties: the
@@ -106,8 +111,7 @@ def chosen_specs(out: str, specs: Sequence[RunSpec]) -> List[RunSpec]:
         result = load_result(out, spec)
         if result is None:
             continue
-        metric = str(result.get("valid_metric", "recall@20")).lower()
-        score = result["best"]["valid"].get(metric, float("-inf"))
+        score = valid_score(result)
         key = (spec.model, spec.dataset, spec.variant, spec.seed)
         candidate = (score, -int(spec.tag[1:]), spec)
         if key not in best or candidate[:2] > best[key][:2]:

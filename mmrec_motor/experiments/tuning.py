@@ -19,8 +19,8 @@ N' = min(N, P) points:
   combination of MOTOR's that pays off only with a good backbone point may meet a weak one (BM3 on
   lfm2k: random init without fine cells, level with ID at the backbone's first point, met BM3's
   weak last point and lost 13%; docs/motor-design.md section 8).
-* ``staged`` (the default): the backbone first. Stage 1 trains N' - Q + 1 evenly spaced backbone points with c_0
-  (MOTOR's defaults); stage 2 trains the stage-1 point with the best validation score with each of
+* ``staged`` (the default): the backbone first. Stage 1 trains N' - Q + 1 evenly spaced backbone
+  points with c_0 (MOTOR's defaults); stage 2 trains the stage-1 point with the best validation score with each of
   c_1 .. c_{Q-1}. N' runs in all, as the ID side; N' >= Q is required.
 
 Each side reports, per seed, the test metrics of its combination with the best validation score
