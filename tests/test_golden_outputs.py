@@ -11,14 +11,17 @@ Four commands share one data folder and token/graph caches (toy, 3 epochs, seed 
 What is compared, after :func:`normalise`: ``results.csv`` without the timing columns, ``summary.md``
 with its timing columns blanked, the analysis markdown, ``bench.json``, every run JSON without timings
 and with the temporary folder written ``<TMP>``, the names of the files in ``runs/``, ``saved/``,
-``topk/`` and ``log/<run>/`` (the date in a log name blanked) and the sha256 of each top-K file.
+``topk/`` and ``log/<run>/`` (the date in a log name blanked), and each top-K file: its header and
+user column exactly, its ranked items up to :data:`TOPK_CELLS_MAY_DIFFER` of the cells. Why that
+share: two items whose scores differ in the last float32 bit swap places when the CPU sums a dot
+product in another order (torch without SIMD moved 2 of the 20,000 cells of toy's files and left
+every metric unchanged); a ranking or masking bug moves far more.
 
 A change that is meant to change these outputs (a new result key, new MOTOR defaults) regenerates the
 fixtures with ``MMREC_MOTOR_WRITE_GOLDEN=1 python -m pytest -q tests/test_golden_outputs.py`` and
 shows the difference in review (``git diff tests/golden``).
 """
 import csv
-import hashlib
 import io
 import json
 import os
@@ -40,6 +43,7 @@ COMMANDS = {
                      "--seeds", "1", "--id-baseline"],
     "cold-start": ["cold-start", "-m", "BPR,FREEDOM", "-d", "toy", "--seeds", "1", "--ratio", "0.1"],
 }
+TOPK_CELLS_MAY_DIFFER = 0.002
 TIMING_COLUMNS = ("train_seconds_per_epoch", "eval_seconds")
 TIMING_KEYS = ("train_seconds_per_epoch", "train_seconds", "eval_seconds", "seconds", "lookup_seconds")
 
@@ -97,7 +101,7 @@ def normalise(folder: Path, root: str) -> dict:
         elif path.suffix == ".md":
             files[rel] = text.replace(root, "<TMP>")
         elif path.suffix == ".tsv":
-            files[rel + ".sha256"] = hashlib.sha256(path.read_bytes()).hexdigest() + "\n"
+            files[rel] = path.read_text(encoding="utf-8")
     listing = []
     for sub in ("runs", "saved", "topk", "log"):
         for path in sorted((folder / sub).rglob("*")) if (folder / sub).is_dir() else []:
@@ -141,4 +145,19 @@ def test_outputs_equal_the_fixtures(produced, kind):
                 for p in sorted(expected_dir.rglob("*")) if p.is_file()}
     assert sorted(files) == sorted(expected)
     for rel in expected:
-        assert files[rel] == expected[rel], rel
+        if rel.endswith(".tsv"):
+            assert_topk_close(files[rel], expected[rel], rel)
+        else:
+            assert files[rel] == expected[rel], rel
+
+
+def assert_topk_close(produced: str, expected: str, rel: str) -> None:
+    """Same header and users in the same order; ranked items equal in all but
+    TOPK_CELLS_MAY_DIFFER of the cells (module docstring)."""
+    rows = [line.split("\t") for line in produced.splitlines()]
+    want = [line.split("\t") for line in expected.splitlines()]
+    assert rows[0] == want[0] and [r[0] for r in rows] == [w[0] for w in want], rel
+    assert [len(r) for r in rows] == [len(w) for w in want], rel
+    cells = sum(len(w) - 1 for w in want[1:])
+    moved = sum(a != b for r, w in zip(rows[1:], want[1:]) for a, b in zip(r[1:], w[1:]))
+    assert moved <= TOPK_CELLS_MAY_DIFFER * cells, f"{rel}: {moved} of {cells} ranked items differ"

@@ -1,6 +1,7 @@
 """MOTOR tokenizer: determinism, statistics, dimension/codebook adjustments, input validation."""
 import warnings
 
+import faiss
 import numpy as np
 import pytest
 
@@ -174,3 +175,32 @@ def test_pca_wider_than_the_item_count_is_reduced(feats):
     assert r.stats["dim_quantized"] == 40 and r.tokens.shape == (40, 4)
     assert any("PCA to 48 dims needs at least as many training items; there are 40" in str(w.message)
                for w in caught)
+
+
+def test_rq_stages_after_an_exact_reconstruction_give_token_0():
+    """70 items, 64 first-stage codewords: nearly every item is its own first-stage centroid, so
+    the later stages could only quantize rounding noise. Those tokens are 0 (the same on every CPU);
+    an item that shared its first-stage cell keeps real second-stage tokens."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((70, 16)).astype(np.float32)
+    result = quiet_fit(x, quantizer="rq", num_subspaces=4, nbits=6, seed=0)
+    assert result.stats["dim_quantized"] == 16 and result.K == 64
+    tokens = result.tokens
+    z = result.preprocess(x)
+    rq = faiss.downcast_index(result.index.index).rq
+    codebooks = faiss.vector_to_array(rq.codebooks).reshape(4, 64, 16)
+    after_first = ((z - codebooks[0, tokens[:, 0]]) ** 2).sum(axis=1) / (z ** 2).sum(axis=1)
+    alone = after_first <= 1e-8
+    assert alone.sum() > 40                                   # most items are their own cell
+    assert (tokens[alone, 1:] == 0).all()
+    shared = ~alone
+    assert shared.any() and (tokens[shared, 1] != 0).any()    # real residuals keep their tokens
+    assert result.stats["recon_rel"] < 1e-6
+    np.testing.assert_array_equal(result.encode(x)[alone], tokens[alone])
+
+
+def test_pq_tokens_are_not_settled(feats):
+    """Only RQ has stages that refine a residual: PQ's sub-spaces are left as faiss encodes them."""
+    result = quiet_fit(feats, quantizer="pq", num_subspaces=4, nbits=4, seed=0)
+    raw = unpack_codes(result.index.sa_encode(result.preprocess(feats)), 4, 4)
+    np.testing.assert_array_equal(result.tokens, raw)

@@ -2,11 +2,11 @@
 
 Key (hex sha256) of an entry::
 
-    sha256( FORMAT_VERSION | faiss version | features: dtype, shape, raw bytes (C order)
-            | every TokenizerParams field (sorted JSON) | n_items )
+    sha256( FORMAT_VERSION | TOKENIZER_VERSION | faiss version | features: dtype, shape, raw bytes
+            (C order) | every TokenizerParams field (sorted JSON) | n_items )
 
-so a changed feature array, a changed parameter, a new faiss or a new storage format never returns
-stale tokens (it misses and the tokens are recomputed).
+so a changed feature array, a changed parameter, a new faiss, a changed tokenizer algorithm or a new
+storage format never returns stale tokens (it misses and the tokens are recomputed).
 
 Value layout::
 
@@ -39,7 +39,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .tokenizer import TokenizerParams, fit_tokenize, validate_features
+from .tokenizer import TOKENIZER_VERSION, TokenizerParams, fit_tokenize, validate_features
 
 FORMAT_VERSION = 1
 MAGIC = b"MOTORTK1"
@@ -65,7 +65,7 @@ def cache_key(features: np.ndarray, params: TokenizerParams, n_items: Optional[i
     except Exception:  # pragma: no cover
         fv = "?"
     h = hashlib.sha256()
-    h.update(f"motor-token-cache/v{FORMAT_VERSION}|faiss {fv}|".encode())
+    h.update(f"motor-token-cache/v{FORMAT_VERSION}|tokenizer {TOKENIZER_VERSION}|faiss {fv}|".encode())
     h.update((digest or feature_digest(features)).encode())
     h.update(json.dumps(params.to_dict(), sort_keys=True).encode())
     h.update(f"|n_items={n_items}".encode())

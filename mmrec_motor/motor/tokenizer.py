@@ -49,6 +49,10 @@ from .codes import pack_codes, token_stats, unpack_codes
 from .preprocess import PCA, Normalizer, row_blocks, validate_features
 from .tokenizer_params import AUTO_MAX_TRAIN_ITEMS, TokenizerParams, effective_nbits, plan_dims
 
+#: Bumped when the same features and parameters give other tokens (the token cache's key has it).
+#: 2: RQ stages after an item is exactly reconstructed give token 0 (:func:`_settle_exhausted_stages`).
+TOKENIZER_VERSION = 2
+
 __all__ = ["TokenizerParams", "TokenizerResult", "fit_tokenize", "validate_features", "pack_codes",
            "unpack_codes", "token_stats", "PCA", "Normalizer"]
 
@@ -101,8 +105,11 @@ class TokenizerResult:
         if x.shape[1] != self.stats["dim_in"]:
             raise ValueError(f"features: expected {self.stats['dim_in']} columns, got shape {x.shape}")
         with _faiss_threads(None):
-            codes = self.index.sa_encode(self.preprocess(x))
-        return unpack_codes(codes, self.num_subspaces, self.params.nbits)
+            z = self.preprocess(x)
+            codes = self.index.sa_encode(z)
+        tokens = unpack_codes(codes, self.num_subspaces, self.params.nbits)
+        sub = _faiss().downcast_index(self.index.index)
+        return _settle_exhausted_stages(tokens, _transformed(self.index, z), sub)
 
     def save(self, path: str) -> None:
         """Save the fitted quantizer (faiss index + normaliser + params) to one ``.npz`` file."""
@@ -136,23 +143,58 @@ class TokenizerResult:
                    stats=meta["stats"], index=index, normalizer=norm, pca=pca)
 
 
-def _encode_blocks(x: np.ndarray, norm: Normalizer, pca: Optional[PCA], index, sub):
-    """Every row's codes, and the reconstruction error and spread of the module docstring, over
-    blocks of rows (:func:`~.preprocess.row_blocks`): (codes (n, code bytes) uint8, sum ||z - z_hat||^2,
-    sum ||z - mean z||^2), z the rows in the space the quantizer sees. The spread of the blocks is combined
-    exactly (Chan et al.'s pairwise update of count, mean and squared deviations)."""
+#: An RQ item is exactly reconstructed once its residual energy is at most this share of its own.
+RQ_EXACT_TOL = 1e-8
+
+
+def _transformed(index, z: np.ndarray) -> np.ndarray:
+    """z after the index's pre-transforms (the OPQ rotation, if any): what the quantizer sees."""
     faiss = _faiss()
-    codes, err = [], 0.0
+    for i in range(index.chain.size()):
+        z = faiss.downcast_VectorTransform(index.chain.at(i)).apply(z)
+    return z
+
+
+def _settle_exhausted_stages(tokens: np.ndarray, z: np.ndarray, sub) -> np.ndarray:
+    """RQ only (other quantizers: ``tokens`` unchanged): once an item's residual
+    ``r_s = z - sum_{t <= s} C_t[tokens_t]`` has ``||r_s||^2 <= RQ_EXACT_TOL * ||z||^2``, its tokens of
+    the later stages are set to 0. ``tokens`` (n, M) int64 is changed in place and returned; ``z``
+    (n, d) are the rows the quantizer encoded.
+
+    Why: a stage fitted after every training item is already reconstructed (a small catalogue, where
+    the first stage's K cells hold about one item each) learns codewords of float32 rounding noise, so
+    which of them an item gets carries no content and differs between CPUs (faiss' and BLAS' SIMD
+    width). Token 0 is the same everywhere."""
+    if not hasattr(sub, "rq"):
+        return tokens
+    n, M = tokens.shape
+    K, d = 1 << int(sub.rq.nbits.at(0)), sub.rq.d
+    codebooks = _faiss().vector_to_array(sub.rq.codebooks).reshape(M, K, d).astype(np.float64)
+    residual = z.astype(np.float64)
+    limit = RQ_EXACT_TOL * (residual ** 2).sum(axis=1)
+    exact = np.zeros(n, dtype=bool)
+    for s in range(M):
+        tokens[exact, s] = 0
+        residual -= codebooks[s, tokens[:, s]]
+        exact |= (residual ** 2).sum(axis=1) <= limit
+    return tokens
+
+
+def _encode_blocks(x: np.ndarray, norm: Normalizer, pca: Optional[PCA], index, sub, M: int, nbits: int):
+    """Every row's tokens, and the reconstruction error and spread of the module docstring, over
+    blocks of rows (:func:`~.preprocess.row_blocks`): (tokens (n, M) int64, sum ||z - z_hat||^2,
+    sum ||z - mean z||^2), z the rows in the space the quantizer sees, z_hat faiss' decoding of its
+    codes (before :func:`_settle_exhausted_stages`). The spread of the blocks is combined exactly
+    (Chan et al.'s pairwise update of count, mean and squared deviations)."""
+    tokens, err = [], 0.0
     count, mean, spread = 0, None, 0.0
     for first, last in row_blocks(x.shape[0]):
         block = norm(x[first:last])
         if pca is not None:
             block = pca(block)
         block_codes = index.sa_encode(block)
-        codes.append(block_codes)
-        z = block
-        for i in range(index.chain.size()):
-            z = faiss.downcast_VectorTransform(index.chain.at(i)).apply(z)
+        z = _transformed(index, block)
+        tokens.append(_settle_exhausted_stages(unpack_codes(block_codes, M, nbits), z, sub))
         err += float(((z - sub.sa_decode(block_codes)) ** 2).sum(axis=1, dtype=np.float64).sum())
         block_mean = z.mean(axis=0, dtype=np.float64)
         block_spread = float(((z - z.mean(axis=0)) ** 2).sum(dtype=np.float64))
@@ -163,7 +205,7 @@ def _encode_blocks(x: np.ndarray, norm: Normalizer, pca: Optional[PCA], index, s
             delta = block_mean - mean
             spread += block_spread + float((delta ** 2).sum()) * count * len(z) / total
             mean, count = mean + delta * len(z) / total, total
-    return np.concatenate(codes), err, spread
+    return np.concatenate(tokens), err, spread
 
 
 def _configure_clustering(cp, seed: int) -> None:
@@ -261,8 +303,7 @@ def _fit_tokenize(features, params: Optional[TokenizerParams] = None,
     if params.quantizer == "opq":
         faiss.downcast_VectorTransform(index.chain.at(0)).pq = None
     del xtrain
-    codes, err, spread = _encode_blocks(x, norm, pca, index, sub)
-    tokens = unpack_codes(codes, M, nbits)
+    tokens, err, spread = _encode_blocks(x, norm, pca, index, sub, M, nbits)
     seconds = time.perf_counter() - t0
 
     stats: Dict[str, Any] = {
