@@ -8,6 +8,10 @@ prints Recall@20 on the held-out items and on all test items:
     python benchmarks/cold_scale.py RUN_DIR/saved/LightGCN-sports20-motor-<hash>.pth --factors 1,1.5,2,3 \
         [--isolated_self_loops=False]
 
+A factor written ``match`` is the trained items' mean row length divided by the held-out items' mean
+row length in that final table: ``motor_unseen_norm: mean`` applied to the backbone's output instead
+of to MOTOR's (for BM3 the output is H_i = layer mean + E_i, whose graph part MOTOR's rule cannot see).
+
 For backbones whose ``forward()`` returns (user table [U, d], item table [I, d]) and whose scores
 are computed from them (LightGCN, BM3, ...). With LightGCN's K = 1 layer, f = 2 undoes the 1/(K+1)
 that the layer mean gives an item without edges (docs/motor-design.md section 6).
@@ -30,10 +34,20 @@ def scaled_forward(forward, rows: torch.Tensor, factor: float):
     return wrapped
 
 
+def matching_factor(forward, rows: torch.Tensor) -> float:
+    """Mean length of the trained rows of ``forward()``'s item table / that of ``rows``."""
+    with torch.no_grad():
+        lengths = forward()[1].norm(dim=1)
+    held_out = torch.zeros_like(lengths, dtype=torch.bool)
+    held_out[rows] = True
+    return float(lengths[~held_out].mean() / lengths[held_out].mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a cold-start run's best checkpoint (RUN_DIR/saved/*.pth)")
-    parser.add_argument("--factors", default="1,1.5,2,3", help="comma-separated factors")
+    parser.add_argument("--factors", default="1,1.5,2,3",
+                        help="comma-separated factors; 'match' = the trained rows' mean length / the held-out rows'")
     parser.add_argument("--isolated_self_loops", choices=["True", "False", "auto"], default="False",
                         help="the graph rule to evaluate with (default False: the graph as MMRec builds it)")
     args = parser.parse_args()
@@ -47,9 +61,10 @@ def main() -> None:
                                                                                  run.data.test)
     forward = model.forward
     print("factor  cold recall@20  all recall@20")
-    for factor in (float(x) for x in split_list(args.factors, "--factors")):
+    for name in split_list(args.factors, "--factors"):
+        factor = matching_factor(forward, rows) if name == "match" else float(name)
         model.forward = scaled_forward(forward, rows, factor)
-        print(f"{factor:<7g} {cold.evaluate(model)['recall@20']:<15.4f} {every.evaluate(model)['recall@20']:.4f}")
+        print(f"{factor:<7.4g} {cold.evaluate(model)['recall@20']:<15.4f} {every.evaluate(model)['recall@20']:.4f}")
     model.forward = forward
 
 

@@ -304,10 +304,13 @@ def run_identity(values: Mapping[str, Any]) -> str:
     checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its two keys
     are left out too, and ``isolated_self_loops`` and ``motor_unseen_norm`` when they are ``auto`` (off
     then); ``motor_fine_items_per_cell`` and ``motor_unseen_norm`` when MOTOR is off, and the first when
-    it is at its first value, 4: the identity of runs from before those keys existed."""
+    it is at its first value, 4; ``motor_fine_dropout`` when MOTOR is off or it is 0: the identity of
+    runs from before those keys existed."""
     relevant = {k: v for k, v in values.items() if not key(k).volatile}
     if not relevant.get("motor") or relevant.get("motor_fine_items_per_cell") == 4:
         relevant.pop("motor_fine_items_per_cell", None)
+    if not relevant.get("motor") or not relevant.get("motor_fine_dropout"):
+        relevant.pop("motor_fine_dropout", None)
     if not relevant.get("motor"):
         relevant.pop("motor_unseen_norm", None)
     if not relevant.get("cold_item_ratio"):

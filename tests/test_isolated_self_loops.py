@@ -108,3 +108,12 @@ def test_load_run_overrides_the_graph_rule_and_cold_scale_matches_it(tmp_path, r
     torch.testing.assert_close(items_scaled[cold], items_looped[cold])
     trained = torch.as_tensor(np.unique(looped.data.train.items))      # rows with an edge: unchanged
     torch.testing.assert_close(items_plain[trained], items_looped[trained], rtol=0, atol=0)
+    # 'match': the factor that gives the held-out rows, as a group, the trained rows' mean length
+    factor = cold_scale.matching_factor(plain.model.forward, cold)
+    with torch.no_grad():
+        _, items_matched = cold_scale.scaled_forward(plain.model.forward, cold, factor)()
+    held_out = torch.zeros(items_matched.shape[0], dtype=torch.bool)
+    held_out[cold] = True
+    lengths = items_matched.norm(dim=1)
+    torch.testing.assert_close(lengths[held_out].mean(), lengths[~held_out].mean())
+    assert factor > 1.5      # the loops are off: the held-out rows are half as long as they would be

@@ -443,3 +443,23 @@ def test_run_identity_keeps_runs_from_before_motor_fine_items_per_cell():
     assert run_identity({**base, "motor_fine_items_per_cell": 2}) != run_identity(base)
     off = {**base, "motor": False}
     assert run_identity({**off, "motor_fine_items_per_cell": 2}) == run_identity(off)
+
+
+def test_run_identity_and_key_check_of_motor_fine_dropout(config):
+    """motor_fine_dropout: left out of a run's identity at 0 (every run made before it existed) and
+    when MOTOR is off; a value that is no number names the key; 1.0 is refused by the network."""
+    from mmrec_motor.keys import run_identity
+    base = {"model": "BM3", "learning_rate": 0.001, "motor": True}
+    assert run_identity({**base, "motor_fine_dropout": 0.0}) == run_identity(base)
+    assert run_identity({**base, "motor_fine_dropout": 0.5}) != run_identity(base)
+    off = {**base, "motor": False}
+    assert run_identity({**off, "motor_fine_dropout": 0.5}) == run_identity(off)
+    cfg = dict(config, motor_fine_nbits=2)
+    for bad in ("half", True, [0.5]):
+        with pytest.raises(ValueError, match=r"motor_fine_dropout must be a probability in \[0, 1\)"):
+            quiet_motorize(FREEDOM(), dict(cfg, motor_fine_dropout=bad))
+    with pytest.raises(ValueError, match=r"fine_dropout \(motor_fine_dropout\) must lie in \[0, 1\)"):
+        quiet_motorize(FREEDOM(), dict(cfg, motor_fine_dropout=1.0))
+    model = FREEDOM()
+    report = quiet_motorize(model, dict(cfg, motor_fine_dropout=0.3))
+    assert report["fine_dropout"] == 0.3 and model.item_id_embedding.tcn.fine_dropout == 0.3

@@ -173,6 +173,40 @@ def test_fine_tokens_add_a_zero_initialised_cell_table():
         TokenCrossNetwork(toks, [8], 8, variant="mean", fine_tokens=[cells + 1], fine_sizes=[K])
 
 
+
+def test_fine_dropout_leaves_whole_cells_out_in_training_only():
+    """motor_fine_dropout q: each (item, modality) cell is in or out as a whole, with no rescaling;
+    every cell is in at evaluation, where the output equals the network without the key."""
+    rng = np.random.default_rng(4)
+    toks = [rng.integers(0, 8, (400, 3)), rng.integers(0, 4, (400, 2))]
+    cells = [rng.integers(0, 16, 400), rng.integers(0, 8, 400)]
+    plain = TokenCrossNetwork(toks, [8, 4], 8, variant="mean", fine_tokens=cells, fine_sizes=[16, 8])
+    drop = TokenCrossNetwork(toks, [8, 4], 8, variant="mean", fine_tokens=cells, fine_sizes=[16, 8],
+                             fine_dropout=0.25)
+    with torch.no_grad():
+        for table in plain.fine_tables:
+            table.copy_(torch.from_numpy(rng.standard_normal(tuple(table.shape)).astype(np.float32)))
+    drop.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(drop.eval()(), plain.eval()())           # off at evaluation
+        tokens_only = plain._tokens_forward(None)
+        parts = [table[torch.from_numpy(c)] for table, c in zip(plain.fine_tables, cells)]
+        torch.manual_seed(0)
+        out = drop.train()()
+    # each row is tokens + a 0/1 choice of each modality's cell: solve for the choices
+    kept = []
+    for row in range(400):
+        options = {(a, b): tokens_only[row] + a * parts[0][row] + b * parts[1][row]
+                   for a in (0, 1) for b in (0, 1)}
+        match = [key for key, value in options.items() if torch.allclose(out[row], value, atol=1e-5)]
+        assert len(match) == 1, row
+        kept.append(match[0])
+    share_out = 1 - np.asarray(kept, dtype=float).mean()
+    assert 0.18 < share_out < 0.32                                             # about q = 0.25
+    with pytest.raises(ValueError, match=r"motor_fine_dropout\) must lie in \[0, 1\)"):
+        TokenCrossNetwork(toks, [8, 4], 8, variant="mean", fine_tokens=cells, fine_sizes=[16, 8],
+                          fine_dropout=1.0)
+
 def test_auto_fine_bits_follow_the_catalogue_and_stop_growing():
     from mmrec_motor.motor.fine import auto_nbits
     assert [auto_nbits(n) for n in (300, 1425, 13952, 18357, 10**6)] == [6, 8, 12, 12, 14]

@@ -65,6 +65,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_weight_decay": None,
     "motor_content": "init",
     "motor_token_dropout": 0.0,
+    "motor_fine_dropout": 0.0,
     "motor_fine_nbits": "auto",
     "motor_fine_items_per_cell": 4,
     "motor_unseen_norm": "auto",
@@ -304,6 +305,20 @@ def fine_items_per_cell_setting(config) -> float:
                          f"got {value!r}") from None
 
 
+def dropout_setting(config, key: str) -> float:
+    """A dropout probability key (``motor_token_dropout``, ``motor_fine_dropout``) as a float (missing
+    or null -> its default); its range, [0, 1), is checked by the network that uses it."""
+    value = motor_setting(config, key)
+    if value is None:
+        value = DEFAULTS[key]
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a probability in [0, 1), got {value!r}") from None
+
+
 def unseen_norm_setting(config) -> str:
     """``motor_unseen_norm`` as mean / weighted / off (:mod:`.unseen`); auto = mean iff cold_item_ratio > 0."""
     value = motor_setting(config, "motor_unseen_norm")
@@ -404,9 +419,10 @@ def motorize(model: torch.nn.Module, config, dataset=None,
                                 variant=variant, n_layers=n_layers, rank=rank,
                                 seed=motor_seed(config), modality_names=names, cross_dim=cross_dim,
                                 content=content, content_mode=content_mode,
-                                token_dropout=float(motor_setting(config, "motor_token_dropout")),
+                                token_dropout=dropout_setting(config, "motor_token_dropout"),
                                 fine_tokens=fine, fine_sizes=fine_sizes,
-                                unseen_weights=None if counts is None else unseen_weights(counts, unseen_mode))
+                                unseen_weights=None if counts is None else unseen_weights(counts, unseen_mode),
+                                fine_dropout=dropout_setting(config, "motor_fine_dropout"))
     mods = [mod[:4] for mod in mods]
     motor = MotorItemEmbedding(network).to(device=table.device, dtype=table.dtype)
     adapter.install(model, motor)
@@ -431,6 +447,7 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         "tcn_dim": int(network.cross_dim),
         "content": content_mode,
         "token_dropout": network.token_dropout,
+        "fine_dropout": network.fine_dropout,
         "fine_tokens": fine_stats,
         "unseen_norm": unseen_mode, "unseen_items": 0 if counts is None else int((counts == 0).sum()),
         "item_repr_params_id": int(id_params),

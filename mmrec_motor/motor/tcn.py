@@ -40,6 +40,11 @@ Options on top of any variant:
   or are anchored on (``proj``: C_m W_m + Delta_m) the mean content of the items carrying each token.
 * ``fine_tokens`` (``motor_fine_nbits``, :mod:`.fine`): e_i += sum_m F_m[f_im], one k-means cell per
   item and modality, F_m (K_f x d) starting at 0.
+* ``fine_dropout`` q (``motor_fine_dropout``): in training each (item, modality) fine cell is left out
+  with probability q at every step, e_i = pooled tokens + sum_m z_im F_m[f_im] with z_im ~ Bernoulli(1 - q)
+  and no rescaling, so the shared tokens must place an item on their own as often as q; every cell
+  is in at evaluation. An item never seen in training is placed by its tokens and by a cell that
+  its content neighbours trained (the idea of DropoutNet's input dropout for cold start).
 * ``unseen_weights`` (``motor_unseen_norm``, :mod:`.unseen`): the rows of items without a training
   interaction are multiplied by one detached factor that gives them, as a group, a trained item's
   mean length; no parameter.
@@ -141,11 +146,14 @@ class TokenCrossNetwork(nn.Module):
                  content: Optional[Sequence] = None, content_mode: str = "none",
                  token_dropout: float = 0.0, fine_tokens: Optional[Sequence] = None,
                  fine_sizes: Optional[Sequence[int]] = None,
-                 unseen_weights: Optional[Sequence[float]] = None):
+                 unseen_weights: Optional[Sequence[float]] = None, fine_dropout: float = 0.0):
         super().__init__()
         if not 0.0 <= float(token_dropout) < 1.0:
             raise ValueError(f"token_dropout (motor_token_dropout) must lie in [0, 1), got {token_dropout}")
         self.token_dropout = float(token_dropout)
+        if not 0.0 <= float(fine_dropout) < 1.0:
+            raise ValueError(f"fine_dropout (motor_fine_dropout) must lie in [0, 1), got {fine_dropout}")
+        self.fine_dropout = float(fine_dropout)
         if variant not in VARIANTS:
             raise ValueError(f"unknown TCN variant {variant!r} (motor_tcn): expected one of "
                              f"{', '.join(VARIANTS)}")
@@ -281,8 +289,12 @@ class TokenCrossNetwork(nn.Module):
         if self.fine_ids is None:
             return out
         cells = self.fine_ids if idx is None else self.fine_ids[idx]
-        for m, table in enumerate(self.fine_tables):               # + sum_m F_m[f_im]
-            out = out + tnf.embedding(cells[:, m], table)
+        keep = None
+        if self.training and self.fine_dropout > 0.0:              # z_im ~ Bernoulli(1 - q)
+            keep = (torch.rand(cells.shape, device=out.device) >= self.fine_dropout).to(out.dtype)
+        for m, table in enumerate(self.fine_tables):               # + sum_m z_im F_m[f_im]
+            rows = tnf.embedding(cells[:, m], table)
+            out = out + (rows if keep is None else rows * keep[:, m:m + 1])
         return out
 
     def _tokens_forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
