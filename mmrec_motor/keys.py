@@ -134,6 +134,10 @@ KEYS: Dict[str, Key] = {
                                  "auto", "mean", "weighted", "off")),
                              "config key 'motor_unseen_norm' must be auto, mean, weighted or off, got {value!r}",
                              nullable=True),
+    "motor_unseen_neighbours": Key(lambda v: v is None or v is False or (_int(v) and v >= 0) or (
+                                       isinstance(v, str) and v.lower() in ("auto", "off")),
+                                   "config key 'motor_unseen_neighbours' must be auto, off or an int >= 0 "
+                                   "(neighbours), got {value!r}", nullable=True),
     "eval_item_chunk": Key(lambda v: v is None or (_int(v) and v >= 1),
                            "config key 'eval_item_chunk' must be null or a positive integer (items scored "
                            "at once in evaluation), got {value!r}", nullable=True, volatile=True),
@@ -302,8 +306,9 @@ def validate(values: Dict[str, Any], grid_keys: List[str], yaml_grid_keys: set) 
 def run_identity(values: Mapping[str, Any]) -> str:
     """A hash of every setting that shapes the run (the keys that are not ``volatile``), so a
     checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its two keys
-    are left out too, and ``isolated_self_loops`` and ``motor_unseen_norm`` when they are ``auto`` (off
-    then); ``motor_fine_items_per_cell`` and ``motor_unseen_norm`` when MOTOR is off, and the first when
+    are left out too, and ``isolated_self_loops``, ``motor_unseen_norm`` and ``motor_unseen_neighbours``
+    when they are ``auto`` (off then); ``motor_fine_items_per_cell``, ``motor_unseen_norm`` and
+    ``motor_unseen_neighbours`` when MOTOR is off, and the first when
     it is at its first value, 4; ``motor_fine_dropout`` when MOTOR is off or it is 0: the identity of
     runs from before those keys existed."""
     relevant = {k: v for k, v in values.items() if not key(k).volatile}
@@ -313,10 +318,11 @@ def run_identity(values: Mapping[str, Any]) -> str:
         relevant.pop("motor_fine_dropout", None)
     if not relevant.get("motor"):
         relevant.pop("motor_unseen_norm", None)
+        relevant.pop("motor_unseen_neighbours", None)
     if not relevant.get("cold_item_ratio"):
         relevant.pop("cold_item_ratio", None)
         relevant.pop("cold_item_seed", None)
-        for name in ("isolated_self_loops", "motor_unseen_norm"):
+        for name in ("isolated_self_loops", "motor_unseen_norm", "motor_unseen_neighbours"):
             if str(relevant.get(name, "auto")).lower() == "auto":
                 relevant.pop(name, None)
     return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]

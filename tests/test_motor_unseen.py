@@ -9,9 +9,10 @@ import torch
 
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.keys import run_identity
-from mmrec_motor.motor.hook import unseen_norm_setting
+from mmrec_motor.motor.hook import unseen_neighbours_setting, unseen_norm_setting
 from mmrec_motor.motor.tcn import TokenCrossNetwork
-from mmrec_motor.motor.unseen import rescale_unseen, training_item_counts, unseen_factor, unseen_weights
+from mmrec_motor.motor.unseen import (blend_neighbours, rescale_unseen, training_item_counts, unseen_factor,
+                                      unseen_neighbours, unseen_weights)
 from mmrec_motor.quick_start import split_evaluators
 from tests.backbones import build, toy_config
 
@@ -162,3 +163,104 @@ def test_config_takes_off_from_the_command_line_and_names_a_bad_value(tmp_path, 
     assert unseen_norm_setting(toy_config("BPR", {}, tmp_path, run_dirs, motor_unseen_norm="weighted")) == "weighted"
     with pytest.raises(ConfigError, match="'motor_unseen_norm' must be auto, mean, weighted or off, got 'max'"):
         toy_config("BPR", {}, tmp_path, run_dirs, motor_unseen_norm="max")
+
+
+# ------------------------------------------------------------------ content neighbours
+
+
+def test_unseen_neighbours_by_hand():
+    """Items 0 and 3 are unseen. Modality a puts item 0 next to item 1, item 3 next to item 4;
+    modality b agrees for item 3 and puts item 0 nearer item 2 than item 1; the mean cosine decides."""
+    a = np.array([[1, 0], [1, 0.1], [0, 1], [-1, 0], [-1, -0.2]], dtype=np.float32)
+    b = np.array([[1, 0], [0, 1], [1, 0.05], [0, -1], [0.1, -1]], dtype=np.float32)
+    counts = np.array([0, 3, 1, 0, 2])
+    unseen, ids = unseen_neighbours([a], counts, 1)
+    np.testing.assert_array_equal(unseen, [0, 3])
+    np.testing.assert_array_equal(ids, [[1], [4]])
+    _, ids = unseen_neighbours([a, b], counts, 1)
+    # item 0: cos to 1 = (0.995 + 0) / 2, to 2 = (0 + 0.999) / 2 -> 2
+    np.testing.assert_array_equal(ids, [[2], [4]])
+    _, ids = unseen_neighbours([a, b], counts, 3)
+    assert ids.shape == (2, 3) and sorted(ids[0]) == [1, 2, 4]            # only trained items
+    assert unseen_neighbours([a], counts, 0) is None
+    assert unseen_neighbours([a], np.ones(5), 2) is None                   # nothing unseen
+    with pytest.raises(ValueError, match="4 neighbours asked, only 3 trained items"):
+        unseen_neighbours([a], counts, 4)
+    with pytest.raises(ValueError, match=r"features of shape \(4, 2\), expected 5 rows"):
+        unseen_neighbours([a[:4]], counts, 1)
+
+
+def test_blend_is_half_own_row_half_the_neighbours_mean_and_detached():
+    table = torch.arange(12, dtype=torch.float32).view(6, 2).requires_grad_()
+    unseen, ids = torch.tensor([0, 3]), torch.tensor([[1, 2], [4, 5]])
+    out = blend_neighbours(table, unseen, ids)
+    expected = table.detach().clone()
+    expected[0] = 0.5 * (table[0] + 0.5 * (table[1] + table[2])).detach()
+    expected[3] = 0.5 * (table[3] + 0.5 * (table[4] + table[5])).detach()
+    torch.testing.assert_close(out, expected)
+    rows = torch.tensor([3, 1, 0])
+    torch.testing.assert_close(blend_neighbours(table[rows], unseen, ids, rows=rows, full=table), out[rows])
+    out[[0, 3]].sum().backward()          # only the unseen rows' own halves carry gradient
+    torch.testing.assert_close(table.grad, torch.tensor([[0.5, 0.5], [0, 0], [0, 0], [0.5, 0.5], [0, 0], [0, 0]]))
+
+
+def test_tcn_blends_then_rescales_on_both_read_paths():
+    rng = np.random.default_rng(1)
+    n, counts = 40, rng.integers(1, 4, 40)
+    counts[[0, 6, 9]] = 0
+    tokens, cells = [rng.integers(0, 8, (n, 3))], [rng.integers(0, 6, n)]
+    feats = rng.standard_normal((n, 5)).astype(np.float32)
+    neighbours = unseen_neighbours([feats], counts, 4)
+    kw = dict(variant="mean", seed=1, fine_tokens=cells, fine_sizes=[6])
+    plain = TokenCrossNetwork(tokens, [8], 8, **kw)
+    ruled = TokenCrossNetwork(tokens, [8], 8, unseen_weights=unseen_weights(counts, "mean"),
+                              unseen_neighbours=neighbours, **kw)
+    with torch.no_grad():
+        for table in plain.fine_tables:
+            table.normal_()
+    ruled.load_state_dict(plain.state_dict())
+    assert set(ruled.state_dict()) == set(plain.state_dict())               # derived buffers are not saved
+    base, out = plain(), ruled()
+    items, ids = (torch.as_tensor(x) for x in neighbours)
+    blended = blend_neighbours(base, items, ids)
+    unseen = torch.as_tensor(counts == 0)
+    s = blended[~unseen].norm(dim=1).mean() / blended[unseen].norm(dim=1).mean()
+    torch.testing.assert_close(out[unseen], blended[unseen] * s)
+    torch.testing.assert_close(out[~unseen], base[~unseen])
+    rows = torch.tensor([5, 0, 9, 1])
+    torch.testing.assert_close(ruled(rows), out[rows])
+    only = TokenCrossNetwork(tokens, [8], 8, unseen_neighbours=neighbours, **kw)   # without the length rule
+    only.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(only(), blended)
+    torch.testing.assert_close(only(rows), blended[rows])
+    with pytest.raises(ValueError, match="disagree on which items are unseen"):
+        TokenCrossNetwork(tokens, [8], 8, unseen_weights=unseen_weights(np.r_[0, counts[1:] + 1], "mean"),
+                          unseen_neighbours=neighbours, **kw)
+
+
+@pytest.mark.parametrize("value, ratio, expected", [("auto", 0, 0), ("auto", 0.1, 10), (None, 0.1, 10),
+                                                    (5, 0, 5), ("7", 0.1, 7), (False, 0.1, 0), ("off", 0.1, 0)])
+def test_neighbours_setting(value, ratio, expected):
+    assert unseen_neighbours_setting({"motor_unseen_neighbours": value, "cold_item_ratio": ratio}) == expected
+
+
+def test_neighbours_bad_setting_is_named_and_identity_kept_without_the_protocol():
+    with pytest.raises(ValueError, match="motor_unseen_neighbours must be auto, off or an int >= 0"):
+        unseen_neighbours_setting({"motor_unseen_neighbours": "many"})
+    base = {"model": "BPR", "motor": True, "cold_item_ratio": 0.0}
+    assert run_identity({**base, "motor_unseen_neighbours": "auto"}) == run_identity(base)
+    cold = {**base, "cold_item_ratio": 0.1}
+    assert run_identity({**cold, "motor_unseen_neighbours": "auto"}) != run_identity(cold)
+
+
+def test_cold_start_run_blends_the_held_out_rows(tmp_path, run_dirs):
+    config = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, motor=True, cold_item_ratio=0.1)
+    data, model, item = build(config)
+    assert item["motor"]["unseen_neighbours"] == 10
+    network = model.item_embedding.tcn
+    assert network.neighbour_ids.shape == (item["motor"]["unseen_items"], 10)
+    trained = np.bincount(data.train.items, minlength=data.n_items) > 0
+    assert trained[network.neighbour_ids.numpy()].all()
+    off = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, motor=True, cold_item_ratio=0.1,
+                     motor_unseen_neighbours=0)
+    assert build(off)[2]["motor"]["unseen_neighbours"] == 0

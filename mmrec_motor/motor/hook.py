@@ -44,7 +44,7 @@ from .fine import auto_nbits, kmeans_cells
 from .item_embedding import MotorItemEmbedding
 from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
 from .tokenizer import TokenizerParams
-from .unseen import UNSEEN_NORM_MODES, training_item_counts, unseen_weights
+from .unseen import UNSEEN_NORM_MODES, training_item_counts, unseen_neighbours, unseen_weights
 
 #: defaults of every motor_* key (configs/model/MOTOR.yaml documents them; keep both in sync)
 DEFAULTS: Dict[str, Any] = {
@@ -66,6 +66,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_content": "init",
     "motor_token_dropout": 0.0,
     "motor_fine_dropout": 0.0,
+    "motor_unseen_neighbours": "auto",
     "motor_fine_nbits": "auto",
     "motor_fine_items_per_cell": 4,
     "motor_unseen_norm": "auto",
@@ -328,6 +329,25 @@ def unseen_norm_setting(config) -> str:
     return ("mean" if config_get(config, "cold_item_ratio", 0) else "off") if mode == "auto" else mode
 
 
+#: ``motor_unseen_neighbours: auto`` under the cold-start protocol (MMRec's knn_k in FREEDOM and LATTICE)
+AUTO_UNSEEN_NEIGHBOURS = 10
+
+
+def unseen_neighbours_setting(config) -> int:
+    """``motor_unseen_neighbours`` as k >= 0 (:func:`.unseen.unseen_neighbours`): auto (or null, a config
+    from before the key) = 10 when cold_item_ratio > 0, else 0; false / off = 0."""
+    value = motor_setting(config, "motor_unseen_neighbours")
+    if value is None:
+        value = DEFAULTS["motor_unseen_neighbours"]
+    if value is False or str(value).lower() == "off":
+        return 0
+    if str(value).lower() == "auto":
+        return AUTO_UNSEEN_NEIGHBOURS if config_get(config, "cold_item_ratio", 0) else 0
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise ValueError(f"motor_unseen_neighbours must be auto, off or an int >= 0 (neighbours), got {value!r}")
+    return int(value)
+
+
 def tcn_dim_setting(config) -> int:
     """``motor_tcn_dim``: missing -> the default (16); an explicit null or 0 -> 0 (= d, no projection)
     (:func:`_set_to_null`)."""
@@ -397,7 +417,9 @@ def motorize(model: torch.nn.Module, config, dataset=None,
     if content_mode not in CONTENT_MODES:
         raise ValueError(f"unknown motor_content {content_mode!r}: expected one of {', '.join(CONTENT_MODES)}")
     unseen_mode = unseen_norm_setting(config)   # before the tokenizer, so its errors come first
-    counts = None if unseen_mode == "off" else training_item_counts(dataset, n_items)
+    neighbours_k = unseen_neighbours_setting(config)
+    counts = (None if unseen_mode == "off" and neighbours_k == 0
+              else training_item_counts(dataset, n_items))
     mods, cache_dir = tokenize_modalities(config, n_items, with_features=True, features=features)
     names = [m for m, _, _, _, _ in mods]
     content = None
@@ -415,13 +437,20 @@ def motorize(model: torch.nn.Module, config, dataset=None,
             fine_sizes.append(K)
             used = int(np.unique(cells).size)
             fine_stats[m] = {"K": K, "cells_used": used, "items_per_cell": round(len(cells) / max(1, used), 2)}
+    neighbours = None
+    if neighbours_k:             # each unseen item's k content-nearest trained items (:mod:`.unseen`)
+        neighbours = unseen_neighbours(content if content is not None else
+                                       [centred_features(f, tokenizer_params(config, m).normalize)
+                                        for m, _, _, _, f in mods], counts, neighbours_k)
     network = TokenCrossNetwork([t for _, _, t, _, _ in mods], [s["K"] for _, _, _, s, _ in mods], dim,
                                 variant=variant, n_layers=n_layers, rank=rank,
                                 seed=motor_seed(config), modality_names=names, cross_dim=cross_dim,
                                 content=content, content_mode=content_mode,
                                 token_dropout=dropout_setting(config, "motor_token_dropout"),
                                 fine_tokens=fine, fine_sizes=fine_sizes,
-                                unseen_weights=None if counts is None else unseen_weights(counts, unseen_mode),
+                                unseen_weights=(None if counts is None or unseen_mode == "off"
+                                                else unseen_weights(counts, unseen_mode)),
+                                unseen_neighbours=neighbours,
                                 fine_dropout=dropout_setting(config, "motor_fine_dropout"))
     mods = [mod[:4] for mod in mods]
     motor = MotorItemEmbedding(network).to(device=table.device, dtype=table.dtype)
@@ -450,6 +479,7 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         "fine_dropout": network.fine_dropout,
         "fine_tokens": fine_stats,
         "unseen_norm": unseen_mode, "unseen_items": 0 if counts is None else int((counts == 0).sum()),
+        "unseen_neighbours": neighbours_k,
         "item_repr_params_id": int(id_params),
         "item_repr_params_motor": int(total),
         "token_table_params": int(network.token_table_params()),

@@ -48,6 +48,8 @@ Options on top of any variant:
 * ``unseen_weights`` (``motor_unseen_norm``, :mod:`.unseen`): the rows of items without a training
   interaction are multiplied by one detached factor that gives them, as a group, a trained item's
   mean length; no parameter.
+* ``unseen_neighbours`` (``motor_unseen_neighbours``, :mod:`.unseen`): before that, each unseen row
+  becomes the mean of itself and of its k content-nearest trained items' mean row (detached).
 
 The pooled residuals stay in full d; only the crossing sees compressed tokens.
 
@@ -98,7 +100,7 @@ draws use a private ``torch.Generator`` (``seed``) so building the network does 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -108,7 +110,7 @@ from torch import nn
 from .cross import CrossTower, resolve_cross_dim
 from .fm import mean_and_pairs
 from .token_embedding import TokenEmbedding
-from .unseen import rescale_unseen
+from .unseen import blend_neighbours, rescale_unseen
 
 __all__ = ["VARIANTS", "TokenCrossNetwork", "TokenEmbedding", "id_table_init_bound", "resolve_cross_dim"]
 
@@ -146,7 +148,8 @@ class TokenCrossNetwork(nn.Module):
                  content: Optional[Sequence] = None, content_mode: str = "none",
                  token_dropout: float = 0.0, fine_tokens: Optional[Sequence] = None,
                  fine_sizes: Optional[Sequence[int]] = None,
-                 unseen_weights: Optional[Sequence[float]] = None, fine_dropout: float = 0.0):
+                 unseen_weights: Optional[Sequence[float]] = None, fine_dropout: float = 0.0,
+                 unseen_neighbours: Optional[Tuple[np.ndarray, np.ndarray]] = None):
         super().__init__()
         if not 0.0 <= float(token_dropout) < 1.0:
             raise ValueError(f"token_dropout (motor_token_dropout) must lie in [0, 1), got {token_dropout}")
@@ -218,6 +221,22 @@ class TokenCrossNetwork(nn.Module):
             del self.unseen_weights, self.unseen_mask
             self.register_buffer("unseen_weights", w, persistent=False)
             self.register_buffer("unseen_mask", w == 0, persistent=False)
+        # unseen items' content neighbours (:func:`.unseen.unseen_neighbours`): derived, not saved
+        self.neighbour_items = self.neighbour_ids = None
+        if unseen_neighbours is not None:
+            items, ids = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in unseen_neighbours)
+            if (items.dim() != 1 or ids.dim() != 2 or ids.shape[0] != items.shape[0]
+                    or items.numel() == 0 or int(items.max()) >= n_items or int(ids.max()) >= n_items):
+                raise ValueError(f"unseen_neighbours: expected (U,) item ids and (U, k) neighbour ids below "
+                                 f"{n_items}, got shapes {tuple(items.shape)}, {tuple(ids.shape)}")
+            mask = torch.zeros(n_items, dtype=torch.bool)
+            mask[items] = True
+            if self.unseen_mask is not None and not torch.equal(mask, self.unseen_mask):
+                raise ValueError("unseen_neighbours and unseen_weights disagree on which items are unseen")
+            del self.neighbour_items, self.neighbour_ids, self.unseen_mask
+            self.register_buffer("neighbour_items", items, persistent=False)
+            self.register_buffer("neighbour_ids", ids, persistent=False)
+            self.register_buffer("unseen_mask", mask, persistent=False)
 
     @property
     def num_items(self) -> int:
@@ -272,16 +291,31 @@ class TokenCrossNetwork(nn.Module):
 
     def forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
         out = self._items_forward(idx)
-        if self.unseen_weights is None:
+        if self.unseen_mask is None:
             return out
-        w, unseen = self.unseen_weights.to(out.dtype), self.unseen_mask
         if idx is None:
-            return rescale_unseen(out, w, unseen)
-        if not bool(unseen[idx].any()):      # e.g. BPR's training batches: no unseen item in them
+            return self._unseen_rules(out)
+        if not bool(self.unseen_mask[idx].any()):   # e.g. BPR's training batches: no unseen item in them
             return out
         with torch.no_grad():
             full = self._items_forward(None)
-        return rescale_unseen(out, w, unseen, rows=idx, full=full)
+        return self._unseen_rules(out, idx, full)
+
+    def _unseen_rules(self, out: torch.Tensor, rows: Optional[torch.Tensor] = None,
+                      full: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The unseen rows (:mod:`.unseen`): content neighbours blended in, then the length rule.
+        ``rows`` None: ``out`` is the whole table; otherwise its rows ``rows``, ``full`` the whole table."""
+        if self.neighbour_ids is not None:
+            if rows is None:
+                out = blend_neighbours(out, self.neighbour_items, self.neighbour_ids)
+            else:
+                out = blend_neighbours(out, self.neighbour_items, self.neighbour_ids, rows=rows, full=full)
+                full = blend_neighbours(full, self.neighbour_items, self.neighbour_ids)
+        if self.unseen_weights is not None:
+            w = self.unseen_weights.to(out.dtype)
+            out = (rescale_unseen(out, w, self.unseen_mask) if rows is None
+                   else rescale_unseen(out, w, self.unseen_mask, rows=rows, full=full))
+        return out
 
     def _items_forward(self, idx: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Pooled (or crossed) tokens plus the fine cells: (n or len(idx), d)."""

@@ -24,10 +24,21 @@ unchanged, and so is the loss of any backbone that never reads an unseen row in 
 
 No parameter, nothing chosen on the held-out items: the rule reads only the training interactions
 and the table itself.
+
+Content neighbours (``motor_unseen_neighbours`` k, before the length rule). An unseen item's tokens
+and fine cell were trained by other items, as parts of their rows; the rows of its nearest trained
+items (cosine of the features MOTOR tokenized) say where items like it ended up. Each unseen row
+becomes
+
+    e_i <- (e_i + (1 / k) sum_{j in N_k(i)} sg(e_j)) / 2,     N_k(i): the k most similar trained items,
+
+then the length rule above applies. sg: no gradient reaches the trained rows through the blend.
+Like the length rule, it reads no held-out interaction; k is fixed (10, MMRec's kNN size in FREEDOM
+and LATTICE), not chosen on the held-out items (docs/motor-design.md section 11).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -100,3 +111,70 @@ def rescale_unseen(table: torch.Tensor, weights: torch.Tensor, unseen: torch.Ten
         hit = unseen[rows]
     scale = torch.where(hit, s.to(table.dtype), torch.ones((), dtype=table.dtype, device=table.device))
     return table * scale.unsqueeze(-1)
+
+
+# ------------------------------------------------------------------ content neighbours (motor_unseen_neighbours)
+
+def unseen_neighbours(content: Sequence[np.ndarray], counts: Sequence[int], k: int,
+                      chunk: int = 1024) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """For every item without a training interaction, its k most similar trained items.
+
+    Similarity: the mean over modalities m of the cosine of the centred, normalised features
+    (``content[m]``, (n, D_m) each, rows as :func:`.content.centred_features` gives them), so
+    sim(i, j) = (1 / |M|) sum_m <x_im, x_jm> / (||x_im|| ||x_jm||). Returns (unseen item ids (U,),
+    neighbour ids (U, k)), int64, or None when k = 0 or no item is unseen.
+
+    Raises:
+        ValueError: k < 0, fewer than k trained items, or feature matrices whose row count is not
+            the number of items.
+    """
+    counts = np.asarray(counts)
+    if int(k) < 0:
+        raise ValueError(f"motor_unseen_neighbours must be >= 0, got {k}")
+    unseen = np.flatnonzero(counts == 0)
+    if int(k) == 0 or unseen.size == 0:
+        return None
+    trained = np.flatnonzero(counts > 0)
+    if trained.size < k:
+        raise ValueError(f"motor_unseen_neighbours: {k} neighbours asked, only {trained.size} trained items")
+    units = []
+    for x in content:
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[0] != counts.shape[0]:
+            raise ValueError(f"motor_unseen_neighbours: features of shape {x.shape}, expected "
+                             f"{counts.shape[0]} rows (one per item)")
+        units.append(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
+    neighbours = np.empty((unseen.size, int(k)), dtype=np.int64)
+    for first in range(0, unseen.size, chunk):
+        rows = unseen[first:first + chunk]
+        sims = sum(u[rows] @ u[trained].T for u in units) / len(units)        # (chunk, T)
+        top = np.argpartition(-sims, int(k) - 1, axis=1)[:, :int(k)]
+        neighbours[first:first + len(rows)] = trained[top]
+    return unseen, neighbours
+
+
+def blend_neighbours(table: torch.Tensor, unseen: torch.Tensor, neighbours: torch.Tensor,
+                     rows: Optional[torch.Tensor] = None, full: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
+    """``table`` with each unseen row e_i replaced by (e_i + mean_{j in N(i)} e_j) / 2, the neighbours'
+    mean detached (no gradient reaches the trained rows through it).
+
+    ``unseen`` (U,) and ``neighbours`` (U, k) item ids. ``rows`` None: ``table`` is the whole (n, d)
+    table. Otherwise ``table`` holds the rows ``rows`` and ``full`` the whole table (the neighbours'
+    rows are read from it).
+    """
+    source = table if rows is None else full
+    borrowed = source.detach()[neighbours].mean(dim=1)                        # (U, d)
+    if rows is None:
+        out = table.clone()
+        out[unseen] = 0.5 * (table[unseen] + borrowed)
+        return out
+    position = torch.full((source.shape[0],), -1, dtype=torch.long, device=table.device)
+    position[unseen] = torch.arange(unseen.numel(), device=table.device)
+    slot = position[rows]                                                     # (len(rows),)
+    hit = slot >= 0
+    if not bool(hit.any()):
+        return table
+    out = table.clone()
+    out[hit] = 0.5 * (table[hit] + borrowed[slot[hit]])
+    return out
