@@ -16,9 +16,10 @@ Modules, one job each:
 * :mod:`.fm`                the ``fm`` variant's pairwise term
 * :mod:`.content`           token tables started at / anchored on the items' content
 * :mod:`.fine`              fine content tokens (one k-means cell per item and modality)
-* :mod:`.unseen`            the length of items without a training interaction (``motor_unseen_norm``)
+* :mod:`.unseen`            items without a training interaction: their content neighbours, their length
 * :mod:`.item_embedding`    ``MotorItemEmbedding``: the ``nn.Embedding`` drop-in, cached once per step
 * :mod:`.adapters`          where each backbone keeps its item ID table and how it is swapped
+* :mod:`.settings`          the ``motor_*`` keys: defaults, and how each is read from a config
 * :mod:`.hook`              ``motorize(model, config)``: all of the above, after model init
 * :mod:`.dataset_report`    ``tokenize_dataset(config)``: the ``mmrec-motor tokenize`` report
 """
@@ -27,7 +28,8 @@ from .adapters import (Adapter, AlreadyMotorizedError, AttributeAdapter, Embeddi
                        RefusedAdapter, get_adapter, item_id_param_count, register_adapter)
 from .cache import TokenCache, cached_tokenize
 from .dataset_report import tokenize_dataset
-from .hook import DEFAULTS, config_get, motorize, optimizer_param_groups
+from .hook import motorize, optimizer_param_groups
+from .settings import DEFAULTS, config_get
 from .item_embedding import MotorItemEmbedding
 from .tcn import TokenCrossNetwork, TokenEmbedding
 from .tokenizer import TokenizerParams, TokenizerResult, fit_tokenize
