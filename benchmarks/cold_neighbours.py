@@ -4,14 +4,17 @@ neighbours' edges.
 A held-out item has no training edge, so a graph backbone gives it only its own embedding (with
 ``isolated_self_loops``) while every trained item also gets its users' aggregate. Here row i of the
 normalised user-item graph of each held-out item i is replaced by the mean of the rows of its k
-nearest trained items (cosine of the centred, normalised features, as content-kNN), so that
+nearest trained items (cosine of the centred, normalised features, as content-kNN; the neighbours
+are :func:`mmrec_motor.motor.unseen.unseen_neighbours`'s, for every item without a training
+interaction, which under the protocol are the held-out ones), so that
 X_{l+1}[i] = mean_{j in N(i)} X_{l+1}[j] at every layer; its own embedding stays its layer-0 row. No
 column changes, so no trained row and no training step would change: the saved model is evaluated
 as it is (nothing retrained), and the cold and all-item test Recall@20 are printed for each k:
 
     python benchmarks/cold_neighbours.py RUN_DIR/saved/BM3-sports20-motor-<hash>.pth --k 0,5,10,20
 
-k = 0 is the graph as the run had it. For backbones whose user-item graph is the attribute
+k = 0 is the graph as the run had it. MOTOR's own neighbour rule (``motor_unseen_neighbours``) is off
+here, so that only the graph differs between the rows. For backbones whose user-item graph is the attribute
 ``norm_adj`` (BM3, FREEDOM, SLMRec) or ``norm_adj_matrix`` (LightGCN).
 """
 import argparse
@@ -22,18 +25,18 @@ import torch
 
 from mmrec_motor.experiments.plan import split_list
 from mmrec_motor.models.contentknn import normalised_content
+from mmrec_motor.motor.unseen import unseen_neighbours
 from mmrec_motor.quick_start import evaluator, load_run
 
 
-def neighbour_rows(adj: sp.csr_matrix, n_users: int, held_out: np.ndarray, trained: np.ndarray,
-                   features: np.ndarray, k: int) -> sp.csr_matrix:
+def neighbour_rows(adj: sp.csr_matrix, n_users: int, held_out: np.ndarray, neighbours: np.ndarray
+                   ) -> sp.csr_matrix:
     """``adj`` ((U+I) x (U+I)) with the rows of the held-out items (U + held_out) replaced by the mean
-    of the rows of each one's k most cosine-similar trained items (``features`` (I, D), already
-    centred and unit-length)."""
-    sims = features[held_out] @ features[trained].T                       # (H, T)
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    mix = sp.csr_matrix((np.full(top.size, 1.0 / k), (np.repeat(np.arange(len(held_out)), k),
-                                                      trained[top].ravel() + n_users)),
+    of the rows of their neighbours (``neighbours`` (H, k) item ids, from
+    :func:`mmrec_motor.motor.unseen.unseen_neighbours`)."""
+    k = neighbours.shape[1]
+    mix = sp.csr_matrix((np.full(neighbours.size, 1.0 / k), (np.repeat(np.arange(len(held_out)), k),
+                                                            neighbours.ravel() + n_users)),
                         shape=(len(held_out), adj.shape[0]))
     new_rows = (mix @ adj).tocsr()                                        # (H, U+I)
     keep = np.ones(adj.shape[0], dtype=bool)
@@ -50,7 +53,7 @@ def main() -> None:
     parser.add_argument("--k", default="0,5,10,20", help="comma-separated neighbour counts (0: as trained)")
     parser.add_argument("--modality", default="t", choices=["t", "v"], help="the features that pick neighbours")
     args = parser.parse_args()
-    run = load_run(args.checkpoint)
+    run = load_run(args.checkpoint, overrides={"motor_unseen_neighbours": 0})
     data, model = run.data, run.model.eval()
     if data.cold_items is None or len(data.cold_items) == 0:
         raise SystemExit(f"{args.checkpoint}: not a cold-start run (cold_item_ratio is 0)")
@@ -58,14 +61,13 @@ def main() -> None:
     original = getattr(model, name).coalesce()
     indices, values = original.indices().cpu().numpy(), original.values().cpu().numpy()
     adj = sp.csr_matrix((values, (indices[0], indices[1])), shape=tuple(original.shape))
-    held_out = np.asarray(data.cold_items, dtype=np.int64)
-    trained = np.setdiff1d(np.unique(data.train.items), held_out)
+    counts = np.bincount(data.train.items, minlength=data.n_items)
     features = model.t_feat if args.modality == "t" else model.v_feat
     features = normalised_content(features.detach().cpu().numpy().astype(np.float64))
     cold, every = evaluator(run.config, data, data.cold_test), evaluator(run.config, data, data.test)
     print("k    cold recall@20  all recall@20")
     for k in (int(x) for x in split_list(args.k, "--k")):
-        graph = adj if k == 0 else neighbour_rows(adj, model.n_users, held_out, trained, features, k)
+        graph = adj if k == 0 else neighbour_rows(adj, model.n_users, *unseen_neighbours([features], counts, k))
         coo = graph.tocoo()
         setattr(model, name, torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data.astype(np.float32),
                                                      coo.shape, device=original.device).coalesce())

@@ -48,11 +48,16 @@ def main() -> None:
     parser.add_argument("checkpoint", help="a cold-start run's best checkpoint (RUN_DIR/saved/*.pth)")
     parser.add_argument("--factors", default="1,1.5,2,3",
                         help="comma-separated factors; 'match' = the trained rows' mean length / the held-out rows'")
+    parser.add_argument("--motor_unseen_neighbours", default="0",
+                        help="MOTOR's neighbour rule to evaluate with (default 0: MOTOR's rows as trained; "
+                             "auto: as the run's config says)")
     parser.add_argument("--isolated_self_loops", choices=["True", "False", "auto"], default="False",
                         help="the graph rule to evaluate with (default False: the graph as MMRec builds it)")
     args = parser.parse_args()
     loops = {"True": True, "False": False}.get(args.isolated_self_loops, "auto")
-    run = load_run(args.checkpoint, overrides={"isolated_self_loops": loops})
+    neighbours = args.motor_unseen_neighbours
+    run = load_run(args.checkpoint, overrides={"isolated_self_loops": loops, "motor_unseen_neighbours":
+                                               int(neighbours) if neighbours.isdigit() else neighbours})
     if run.data.cold_items is None or len(run.data.cold_items) == 0:
         raise SystemExit(f"{args.checkpoint}: not a cold-start run (cold_item_ratio is 0)")
     model = run.model.eval()

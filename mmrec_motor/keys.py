@@ -307,10 +307,9 @@ def run_identity(values: Mapping[str, Any]) -> str:
     """A hash of every setting that shapes the run (the keys that are not ``volatile``), so a
     checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its two keys
     are left out too, and ``isolated_self_loops``, ``motor_unseen_norm`` and ``motor_unseen_neighbours``
-    when they are ``auto`` (off then); ``motor_fine_items_per_cell``, ``motor_unseen_norm`` and
-    ``motor_unseen_neighbours`` when MOTOR is off, and the first when
-    it is at its first value, 4; ``motor_fine_dropout`` when MOTOR is off or it is 0: the identity of
-    runs from before those keys existed."""
+    when they are ``auto`` (off then); ``motor_fine_items_per_cell``, ``motor_fine_dropout``,
+    ``motor_unseen_norm`` and ``motor_unseen_neighbours`` when MOTOR is off, and the first two at
+    their first values (4, 0): the identity of runs from before those keys existed."""
     relevant = {k: v for k, v in values.items() if not key(k).volatile}
     if not relevant.get("motor") or relevant.get("motor_fine_items_per_cell") == 4:
         relevant.pop("motor_fine_items_per_cell", None)

@@ -42,10 +42,10 @@ from .cache import TokenCache, cached_tokenize, open_token_cache
 from .content import CONTENT_MODES, centred_features
 from .fine import auto_nbits, kmeans_cells
 from .item_embedding import MotorItemEmbedding
+from .settings import (config_get, dropout_setting, fine_bits_setting, fine_items_per_cell_setting,
+                       motor_setting, tcn_dim_setting, unseen_neighbours_setting, unseen_norm_setting)
 from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
 from .tokenizer import TokenizerParams
-from .settings import (config_get, dropout_setting, fine_bits_setting, fine_items_per_cell_setting, motor_setting, tcn_dim_setting, unseen_neighbours_setting,
-                       unseen_norm_setting)
 from .unseen import training_item_counts, unseen_neighbours, unseen_weights
 
 _MODALITY_FILE_KEYS = {"v": "vision_feature_file", "vision": "vision_feature_file",

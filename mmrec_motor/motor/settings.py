@@ -110,8 +110,6 @@ def dropout_setting(config, key: str) -> float:
     """A dropout probability key (``motor_token_dropout``, ``motor_fine_dropout``) as a float (missing
     or null -> its default); its range, [0, 1), is checked by the network that uses it."""
     value = motor_setting(config, key)
-    if value is None:
-        value = DEFAULTS[key]
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -137,8 +135,6 @@ def unseen_neighbours_setting(config) -> int:
     """``motor_unseen_neighbours`` as k >= 0 (:func:`.unseen.unseen_neighbours`): auto (or null, a config
     from before the key) = 10 when cold_item_ratio > 0, else 0; false / off = 0."""
     value = motor_setting(config, "motor_unseen_neighbours")
-    if value is None:
-        value = DEFAULTS["motor_unseen_neighbours"]
     if value is False or str(value).lower() == "off":
         return 0
     if str(value).lower() == "auto":
