@@ -303,6 +303,14 @@ def validate(values: Dict[str, Any], grid_keys: List[str], yaml_grid_keys: set) 
 
 # ------------------------------------------------------------------------------- run identity
 
+#: Evaluation rules added after checkpoints began to store their run's config, each with the value
+#: that computes what a run made before the key existed computed. A stored config that lacks one of
+#: them takes this value in :func:`mmrec_motor.quick_start.load_run`, not today's default, so a
+#: restored run ranks as it did when it was trained.
+BEFORE_THE_KEY: Dict[str, Any] = {"isolated_self_loops": False, "motor_unseen_norm": "off",
+                                  "motor_unseen_neighbours": 0}
+
+
 def run_identity(values: Mapping[str, Any]) -> str:
     """A hash of every setting that shapes the run (the keys that are not ``volatile``), so a
     checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its two keys

@@ -27,7 +27,7 @@ from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.distributed import Ranks, backend_for, current, main_first, setup
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
 from mmrec_motor.fileio import checksum_problem, json_writer, topk_writer, write_all
-from mmrec_motor.keys import run_identity
+from mmrec_motor.keys import BEFORE_THE_KEY, run_identity
 from mmrec_motor.logs import ALWAYS, get_logger, silent_logger
 from mmrec_motor.models import get_model
 from mmrec_motor.motor.adapters import item_id_param_count
@@ -264,7 +264,9 @@ def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None,
     checkpoint written before they stored it), then its data and model as the run built them, the
     model holding the checkpoint's weights. The device is this machine's (``use_gpu`` / ``gpu_id``).
     ``overrides``: keys that replace the stored ones (an evaluation rule such as ``isolated_self_loops``;
-    a key that shapes the parameters makes ``load_state_dict`` fail)."""
+    a key that shapes the parameters makes ``load_state_dict`` fail). An evaluation rule that the
+    stored config lacks (the run predates it) takes its value from before the rule,
+    :data:`~mmrec_motor.keys.BEFORE_THE_KEY`, not today's default."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{checkpoint} is not a best-model checkpoint")
@@ -275,7 +277,8 @@ def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None,
     if values is None:
         raise ValueError(f"{checkpoint} stores no config (written before checkpoints held one); pass the "
                          f"run's config (its result file's 'config')")
-    run_config = Config.from_dict({**values, **(overrides or {})})
+    missing = {k: v for k, v in BEFORE_THE_KEY.items() if k not in values}   # run made before the key
+    run_config = Config.from_dict({**missing, **values, **(overrides or {})})
     apply_threads(run_config["num_threads"])
     data = load_data(run_config)
     init_seed(run_config["seed"])

@@ -15,6 +15,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -66,13 +67,20 @@ def read_only():
     """``read_only(folder)`` makes a folder that no file can be created in, or skips the test."""
     frozen = []
 
+    def can_write(folder: Path) -> bool:        # for real: writable_dir also reads the mode bits
+        try:
+            os.close(tempfile.mkstemp(dir=folder)[0])
+            return True
+        except OSError:
+            return False
+
     def make(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o555)
-        if writable_dir(str(folder)) is None and shutil.which("chattr"):       # root ignores the mode
+        if can_write(folder) and shutil.which("chattr"):                       # root ignores the mode
             if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
                 frozen.append(folder)
-        if writable_dir(str(folder)) is None:
+        if can_write(folder):
             pytest.skip("cannot make a read-only folder here (root without chattr +i)")
         return folder
 
@@ -448,3 +456,23 @@ def test_a_full_disk_while_saving_a_checkpoint_names_the_file(tmp_path, toy_data
     assert re.search(r"error: cannot read or write a file: \[Errno 28\] No space left on device: '.*saved/"
                      r"BPR-toy-id-\w+\.pth'", err), err
     assert not list(Path(run_dirs["checkpoint_dir"]).glob("*.tmp*"))
+
+
+def test_a_folder_without_write_bits_counts_as_read_only_also_for_root(tmp_path, monkeypatch):
+    """A data folder marked r-x (a shared, read-only copy) gets no cache even where the process could
+    write it (root ignores the mode): the cache goes to the user's cache folder instead."""
+    data = tmp_path / "data" / "toy"
+    data.mkdir(parents=True)
+    os.chmod(data, 0o555)
+    try:
+        problem = writable_dir(str(data / "graph_cache"))
+        assert problem is not None and "no write permission bit" in problem and str(data) in problem
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        with pytest.warns(UserWarning, match="no write permission bit"):
+            graph = graphs.cached_graph(str(data / "graph_cache"), ["x"], lambda: torch.eye(2).to_sparse(),
+                                        "cpu")
+        assert graph.shape == (2, 2) and not (data / "graph_cache").exists()
+        assert list((tmp_path / "xdg" / "mmrec-motor" / "graph_cache").glob("toy-*/*.pt"))
+    finally:
+        os.chmod(data, 0o755)
+    assert writable_dir(str(data / "graph_cache")) is None

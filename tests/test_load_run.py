@@ -55,3 +55,20 @@ def test_config_from_dict_round_trips_and_checks(tmp_path):
     assert again.to_dict() == config.to_dict() and again.grid_keys() == config.grid_keys()
     with pytest.raises(ConfigError, match="'epochs' must be a positive integer"):
         Config.from_dict({**config.to_dict(), "epochs": 0})
+
+
+def test_a_run_made_before_an_evaluation_rule_loads_without_it(tmp_path, run_dirs):
+    """A cold-start MOTOR run whose stored config predates motor_unseen_neighbours and
+    isolated_self_loops loads with both off (their values before the keys existed), not with today's
+    auto (on under the cold-start protocol); a config that holds the keys keeps them."""
+    result, path = finished_run(tmp_path, run_dirs, motor=True, reg_weight=1e-3, cold_item_ratio=0.1)
+    assert load_run(path).config["motor_unseen_neighbours"] == "auto"
+    state = torch.load(path, weights_only=False)
+    for name in ("motor_unseen_neighbours", "isolated_self_loops", "motor_unseen_norm"):
+        del state["config"][name]
+    del state["checksum"]
+    torch.save(state, path)
+    old = load_run(path)
+    assert (old.config["motor_unseen_neighbours"], old.config["isolated_self_loops"],
+            old.config["motor_unseen_norm"]) == (0, False, "off")
+    assert load_run(path, overrides={"motor_unseen_neighbours": 5}).config["motor_unseen_neighbours"] == 5

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import struct
 import tempfile
 import time
@@ -139,8 +140,15 @@ def user_cache_dir(kind: str, original: str) -> str:
 
 def writable_dir(path: str) -> Optional[str]:
     """None when ``path`` is (or can be made) a folder a file can be written in, else why not. Tries
-    for real (a temporary file), since permission bits do not tell: root ignores them, a read-only
-    mount or an immutable folder does not show in them."""
+    for real (a temporary file), since permission bits do not tell all: a read-only mount or an
+    immutable folder does not show in them. Before that, a folder whose nearest existing part has no
+    write bit for anyone counts as read-only, also for root, who could write it: a shared data
+    folder marked read-only should not fill with caches."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if os.path.isdir(existing) and not os.stat(existing).st_mode & 0o222:
+        return f"no write permission bit set (mode {stat.filemode(os.stat(existing).st_mode)}): {existing}"
     try:
         os.makedirs(path, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=path, prefix=".write-probe-")
@@ -228,15 +236,10 @@ class TokenCache:
         import lmdb
         self._lmdb = lmdb
         self.path = os.fspath(path)
-        try:
-            os.makedirs(self.path, exist_ok=True)
-        except OSError as e:
-            raise RuntimeError(f"token cache directory {self.path!r} cannot be created ({e}); set "
-                               f"motor_cache_dir to a writable folder") from e
-        problem = writable_dir(self.path)
+        problem = writable_dir(self.path)          # creates the folder where it may
         if problem is not None:
-            raise RuntimeError(f"token cache directory {self.path!r} is not writable ({problem}); set "
-                               f"motor_cache_dir to a writable folder")
+            raise RuntimeError(f"token cache directory {self.path!r} cannot be created or written "
+                               f"({problem}); set motor_cache_dir to a writable folder")
         self._map_size = map_size
         self.env = self._open(map_size)
         self._check_format()
