@@ -90,6 +90,8 @@ KEYS: Dict[str, Key] = {
     "eval_batch_size": POSITIVE_INT,
     "embedding_size": POSITIVE_INT,
     "eval_step": POSITIVE_INT,
+    "test_every_epoch": Key(lambda v: isinstance(v, bool),
+                            "config key 'test_every_epoch' must be True or False, got {value!r}", volatile=True),
     "stopping_step": Key(lambda v: _int(v) and v >= 0,
                          "config key 'stopping_step' must be an integer >= 0, got {value!r}"),
     "seed": Key(_int, "config key 'seed' must be an integer (or a list of them), got {value!r}",

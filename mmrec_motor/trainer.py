@@ -186,19 +186,22 @@ class Trainer:
     def evaluate(self, epoch: int, valid: TopKEvaluator, test: TopKEvaluator, progress: Progress) -> bool:
         """Valid and test evaluation; a better valid score keeps the model (and saves the best
         checkpoint). True when early stopping ends the run here. The epoch's short line (training and
-        valid score) is logged here."""
+        valid score) is logged here. Test is evaluated every epoch (MMRec's log), or with
+        ``test_every_epoch`` False only when valid improves: the reported test metrics are the same."""
         result, log = progress.result, self.logger
         began = time.perf_counter()
         valid_result = valid.evaluate(self.model)
         result.eval_seconds.append(time.perf_counter() - began)
-        test_result = test.evaluate(self.model)
         score = valid_result[self.valid_metric]
+        better = score > result.best_valid_score
+        test_result = test.evaluate(self.model) if better or self.config["test_every_epoch"] else None
         log.info(f"epoch {epoch} evaluating [time: {result.eval_seconds[-1]:.2f}s, valid_score: {score:f}]")
         log.info("valid result: \n" + format_metrics(valid_result))
-        log.info("test result: \n" + format_metrics(test_result))
+        log.info("test result: \n" + format_metrics(test_result) if test_result is not None else
+                 "test result: not evaluated (test_every_epoch False: only at a new best valid score)")
         log.info(epoch_line(epoch, result.losses[-1], result.train_seconds[-1], self.valid_metric, score,
-                            result.eval_seconds[-1], score > result.best_valid_score), extra=BRIEF)
-        if score > result.best_valid_score:
+                            result.eval_seconds[-1], better), extra=BRIEF)
+        if better:
             progress.cur_step = 0
             result.best_valid_score, result.best_epoch = score, epoch
             result.best_valid, result.best_test = valid_result, test_result

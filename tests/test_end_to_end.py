@@ -69,6 +69,24 @@ def test_same_seed_same_metrics(tmp_path, run_dirs):
     assert results[0]["valid"] == results[1]["valid"] and results[0]["test"] == results[1]["test"]
 
 
+def test_test_every_epoch_false_reports_the_same_and_evaluates_test_less(tmp_path, run_dirs):
+    """test_every_epoch False: test only at a new best valid score; the run's metrics are unchanged."""
+    results, logs = [], []
+    for every in (True, False):
+        out, log_dir = tmp_path / f"r{every}.json", tmp_path / f"log{every}"
+        run_cli(["-m", "BPR", "-d", "toy"] + overrides(
+            {**run_dirs, "log_dir": log_dir}, data_path=tmp_path / "data", epochs=40, stopping_step=3,
+            reg_weight=1e-4, test_every_epoch=every, result_file=out))
+        results.append(json.loads(out.read_text())["combinations"][0])
+        logs.append(next(log_dir.glob("*.log")).read_text())
+    keep = ("valid", "test", "best_epoch", "epochs_run")
+    assert [results[0][k] for k in keep] == [results[1][k] for k in keep]
+    epochs = results[0]["epochs_run"]
+    assert logs[0].count("test result: \n") == epochs + 1            # each epoch, and the best at the end
+    skipped = logs[1].count("test result: not evaluated")
+    assert skipped >= 3 and logs[1].count("test result: \n") == epochs + 1 - skipped
+
+
 def test_resume_continues_a_run(tmp_path, run_dirs):
     """Six epochs in one go equal three epochs, then a resumed run to six."""
     base = ["-m", "BPR", "-d", "toy"] + overrides(run_dirs, data_path=tmp_path / "data", reg_weight=1e-4,
