@@ -331,7 +331,7 @@ def run_identity(values: Mapping[str, Any]) -> str:
     if not relevant.get("cold_item_ratio"):
         relevant.pop("cold_item_ratio", None)
         relevant.pop("cold_item_seed", None)
-        for name in ("isolated_self_loops", "motor_unseen_norm", "motor_unseen_neighbours"):
+        for name in BEFORE_THE_KEY:                 # the evaluation rules: auto is off here
             if str(relevant.get(name, "auto")).lower() == "auto":
                 relevant.pop(name, None)
     return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -147,8 +147,9 @@ def writable_dir(path: str) -> Optional[str]:
     existing = os.path.abspath(path)
     while not os.path.exists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)
-    if os.path.isdir(existing) and not os.stat(existing).st_mode & 0o222:
-        return f"no write permission bit set (mode {stat.filemode(os.stat(existing).st_mode)}): {existing}"
+    mode = os.stat(existing).st_mode
+    if stat.S_ISDIR(mode) and not mode & 0o222:
+        return f"no write permission bit set (mode {stat.filemode(mode)}): {existing}"
     try:
         os.makedirs(path, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=path, prefix=".write-probe-")
