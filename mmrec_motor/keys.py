@@ -119,6 +119,10 @@ KEYS: Dict[str, Key] = {
             "max_norm", "norm_type", "error_if_nonfinite"} and _number(v["max_norm"])),
         "config key 'clip_grad_norm' must be null or a mapping like {{max_norm: 5.0}} (optional norm_type), "
         "got {value!r}"),
+    "nan_loss": Key(lambda v: isinstance(v, str) and v.lower() in ("raise", "stop"),
+                    "config key 'nan_loss' is {value!r}; expected raise (a TrainingError naming the epoch "
+                    "and batch) or stop (MMRec's rule: training ends there, the best-valid epoch so far is "
+                    "reported)", volatile=True),
     "checkpoint_every": Key(lambda v: v in (None, False) or (_int(v) and v >= 0),
                             "config key 'checkpoint_every' must be an integer >= 0 (0: no per-epoch "
                             "checkpoints), got {value!r}", volatile=True),

@@ -99,6 +99,8 @@ class GridProgress:
         self.done.append(seconds)
         run_epochs = run.get("epochs_run")
         stopped = " (stopped early)" if run.get("stopped_early") else ""
+        if run.get("stopped_on_nan"):
+            stopped = f" (stopped by a NaN loss at {run['stopped_on_nan']})"
         self.logger.info(f"best epoch {run.get('best_epoch')} of {run_epochs}{stopped}, "
                          f"{duration(seconds)}; metrics at the best epoch:\n"
                          + metric_table({"valid": run.get("valid") or {}, "test": run.get("test") or {},

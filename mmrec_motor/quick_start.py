@@ -137,6 +137,7 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
         "best_epoch": fit.best_epoch,
         "epochs_run": fit.epochs_run,
         "stopped_early": fit.stopped_early,
+        "stopped_on_nan": fit.stopped_on_nan,
         "valid": fit.best_valid,
         "test": fit.best_test,
         **extra,

@@ -16,7 +16,8 @@ DistributedDataParallel and evaluates its share of the users; only rank 0 writes
 resume reads rank 0's training state on every rank.
 
 Differences from MMRec, on purpose: a NaN loss raises :class:`TrainingError` naming the epoch and
-batch (MMRec logs it and returns silently); the best model is kept and restored at the end and saved
+batch (MMRec logs it and ends training, reporting the best-valid epoch so far; ``nan_loss: stop`` does
+that here, with a warning and the place in the run's record); the best model is kept and restored at the end and saved
 to ``checkpoint_dir`` together with the run's resolved config (:func:`mmrec_motor.quick_start.load_run`
 rebuilds the run from it); with ``resume`` a run continues from its last per-epoch checkpoint, whose
 checksum (:mod:`mmrec_motor.fileio`) is verified first. Each epoch logs one short line (``BRIEF``:
@@ -47,6 +48,10 @@ from mmrec_motor.progress import epoch_line
 
 class TrainingError(RuntimeError):
     """Training cannot go on (NaN loss); the message names the epoch."""
+
+
+class _NanLossStop(Exception):
+    """A non-finite loss under ``nan_loss: stop``; the message is where ("epoch E, batch B")."""
 
 
 def init_seed(seed: int) -> None:
@@ -87,6 +92,7 @@ class FitResult:
     eval_seconds: List[float] = field(default_factory=list)
     losses: List[float] = field(default_factory=list)
     stopped_early: bool = False
+    stopped_on_nan: str = ""         # "epoch E, batch B" when nan_loss: stop ended training there
 
 
 @dataclass
@@ -113,6 +119,7 @@ class Trainer:
         self.optimizer = optimizer
         self.scheduler = build_scheduler(config, self.optimizer)
         self.clip = config["clip_grad_norm"]
+        self.stop_on_nan = str(config["nan_loss"]).lower() == "stop"
         self.valid_metric = str(config["valid_metric"]).lower()
         self.checkpoint_path = checkpoint_path
         self.last_path = checkpoint_path + ".last" if checkpoint_path else None
@@ -132,7 +139,8 @@ class Trainer:
             return self._evaluate_untrained(valid, test)
         result = progress.result
         for epoch in range(progress.start, self.config["epochs"]):
-            self.train_epoch(sampler, epoch, result)
+            if not self.train_epoch(sampler, epoch, result):       # a NaN loss under nan_loss: stop
+                break
             if (epoch + 1) % self.config["eval_step"] == 0:
                 stop = self.evaluate(epoch, valid, test, progress)
             else:
@@ -167,12 +175,23 @@ class Trainer:
         self.logger.info(f"resumed from {last} after epoch {state['epoch']}", extra=ALWAYS)
         return Progress(state["result"], state["best_state"], state["cur_step"], state["epoch"] + 1)
 
-    def train_epoch(self, sampler: BPRSampler, epoch: int, result: FitResult) -> None:
+    def train_epoch(self, sampler: BPRSampler, epoch: int, result: FitResult) -> bool:
         """One epoch: pre-epoch processing, the batches, the scheduler step, post-epoch processing;
-        its seconds and loss go to ``result``."""
+        its seconds and loss go to ``result``. False when a NaN loss ended training (``nan_loss: stop``;
+        the epoch is neither evaluated nor counted, as in MMRec)."""
         began = time.perf_counter()
         self.model.pre_epoch_processing()
-        loss = self._train_epoch(sampler, epoch)
+        try:
+            loss = self._train_epoch(sampler, epoch)
+        except _NanLossStop as where:
+            if not result.best_valid:
+                raise TrainingError(f"loss is not finite at {where}, before any evaluation: no model to "
+                                    f"keep under nan_loss: stop; lower learning_rate or set clip_grad_norm")
+            result.stopped_on_nan = str(where)
+            self.logger.warning(f"loss is not finite at {where}: training stops here (nan_loss: stop, MMRec's "
+                                f"rule); the best-valid model, epoch {result.best_epoch}, is kept",
+                                extra=ALWAYS)
+            return False
         self.scheduler.step()
         post_info = self.model.post_epoch_processing()
         seconds = time.perf_counter() - began
@@ -182,6 +201,7 @@ class Trainer:
         self.logger.info(f"epoch {epoch} training [time: {seconds:.2f}s, train loss: {loss:.4f}]")
         if post_info:
             self.logger.info(post_info)
+        return True
 
     def evaluate(self, epoch: int, valid: TopKEvaluator, test: TopKEvaluator, progress: Progress) -> bool:
         """Valid and test evaluation; a better valid score keeps the model (and saves the best
@@ -230,15 +250,25 @@ class Trainer:
             loss = self.step_loss(batch)
             if isinstance(loss, tuple):
                 loss = sum(loss)
-            if not torch.isfinite(loss):
+            if self._not_finite(loss):
+                if self.stop_on_nan:
+                    raise _NanLossStop(f"epoch {epoch}, batch {batch_idx}")
                 raise TrainingError(f"loss is {loss.item()} at epoch {epoch}, batch {batch_idx}; "
-                                    f"lower learning_rate or set clip_grad_norm")
+                                    f"lower learning_rate or set clip_grad_norm (or nan_loss: stop)")
             loss.backward()
             if self.clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip)
             self.optimizer.step()
             total += loss.item()
         return sum_over_ranks(total, self.ranks)       # the epoch's loss, every rank's batches
+
+    def _not_finite(self, loss: torch.Tensor) -> bool:
+        """Whether ``loss`` is NaN or infinite; under torchrun with ``nan_loss: stop``, on any rank, so
+        that every rank stops at the same batch (one scalar all-reduce a batch, only then)."""
+        bad = not bool(torch.isfinite(loss))
+        if self.stop_on_nan and self.ranks.distributed:
+            return sum_over_ranks(float(bad), self.ranks) > 0
+        return bad
 
     def _evaluate_untrained(self, valid: TopKEvaluator, test: TopKEvaluator) -> FitResult:
         """A model with ``req_training: False`` (POP, ContentKNN): one evaluation, reported as the

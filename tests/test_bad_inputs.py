@@ -158,6 +158,9 @@ CASES = [
     Case("--use_gpu=maybe", ["-m", "BPR", "--use_gpu=maybe"], [r"config key 'use_gpu' expects True or False"]),
     Case("--clip_grad_norm=5", ["-m", "BPR", "--clip_grad_norm=5"],
          [r"config key 'clip_grad_norm' must be null or a mapping like \{max_norm: 5\.0\}"]),
+    Case("--nan_loss=maybe", ["-m", "BPR", "--nan_loss=maybe"],
+         [r"config key 'nan_loss' is 'maybe'; expected raise \(a TrainingError naming the epoch and batch\) "
+          r"or stop"]),
     Case("--num_threads=abc", ["-m", "BPR", "--num_threads=abc"],
          [r"config key 'num_threads' must be null or a positive integer, got 'abc'"]),
     Case("--checkpoint_every=-1", ["-m", "BPR", "--checkpoint_every=-1"],
@@ -193,6 +196,10 @@ CASES = [
           "--hyper_parameters=[learning_rate]"],
          [r"combination seed=999, learning_rate=inf: loss is (nan|inf) at epoch 0, batch \d+; "
           r"lower learning_rate or set clip_grad_norm"]),
+    Case("NaN loss before any evaluation under nan_loss: stop",
+         ["-m", "BPR", "--epochs=2", "--reg_weight=1e-4", "--learning_rate=.inf", "--nan_loss=stop"],
+         [r"loss is not finite at epoch 0, batch \d+, before any evaluation: no model to keep under "
+          r"nan_loss: stop"]),
 ]
 
 

@@ -135,6 +135,20 @@ def test_a_failing_run_is_reported_and_the_others_complete(tmp_path, run_dirs, c
     assert bpr["ID R@20"] == "-" and bpr["Δ R@20"] == "-" and bpr["p (paired t, R@20)"] == "n/a"
 
 
+def test_summary_names_the_runs_a_nan_loss_ended(tmp_path, run_dirs):
+    """Under nan_loss: stop a run that a NaN loss ends is a result (its best epoch before it), and the
+    summary says which run, where, and which epoch it reports."""
+    out = tmp_path / "bench"
+    args = bench_args(tmp_path, run_dirs, out, "BPR", "id", "1") + [
+        "--epochs=5", "--reg_weight=1e-4", "--learning_rate_scheduler=[1e100,1]", "--nan_loss=stop"]
+    assert main(args) == 0
+    summary = (out / "summary.md").read_text()
+    assert ("## Runs ended by a NaN loss (nan_loss: stop)\n\n- `BPR-toy-id-1`: at epoch 1, batch 1; reported: "
+            "its best-valid epoch before it, 0\n") in summary
+    assert "## Failed runs" not in summary
+    assert read_csv(out / "results.csv")[0]["best_epoch"] == "0"
+
+
 def test_bench_refuses_keys_it_owns_and_mixed_overrides(tmp_path, run_dirs, capsys):
     out = tmp_path / "bench"
     assert main(bench_args(tmp_path, run_dirs, out, "BPR", "id", "1") + ["--seed=3"]) == 2

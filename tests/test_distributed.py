@@ -127,3 +127,13 @@ def test_a_cuda_rank_beyond_the_devices_is_named(monkeypatch):
     with pytest.raises(ValueError, match=r"LOCAL_RANK=1 but this machine has 1 CUDA device\(s\): start at "
                                          r"most that many processes per node \(--nproc_per_node\)"):
         distributed.setup({"device": "cuda:0"})
+
+
+def test_nan_loss_stop_ends_every_rank_at_the_same_batch(tmp_path):
+    """Under torchrun a non-finite loss on any rank stops all of them (no rank left waiting in an
+    all-reduce), and the job reports the best epoch before it, as one process does."""
+    output, result = _torchrun(tmp_path, "BPR", "--epochs=5", "--reg_weight=1e-4",
+                               "--learning_rate_scheduler=[1e100,1]", "--nan_loss=stop")
+    run = result["combinations"][0]
+    assert run["stopped_on_nan"].startswith("epoch 1, batch ") and run["best_epoch"] == 0
+    assert run["epochs_run"] == 1 and output.count("training stops here (nan_loss: stop") == 1

@@ -118,6 +118,20 @@ def test_nan_loss_names_the_epoch(tmp_path, run_dirs, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
+def test_nan_loss_stop_reports_the_best_epoch_before_it(tmp_path, run_dirs):
+    """nan_loss: stop (MMRec's rule): a learning rate that explodes after epoch 0 makes the loss
+    non-finite in epoch 1; the run ends there and reports epoch 0, the same metrics as a one-epoch run."""
+    base = ["-m", "BPR", "-d", "toy"] + overrides(run_dirs, data_path=tmp_path / "data", reg_weight=1e-4)
+    stopped, one = tmp_path / "stopped.json", tmp_path / "one.json"
+    assert run_cli(base + ["--epochs=5", "--learning_rate_scheduler=[1e100,1]", "--nan_loss=stop",
+                           f"--result_file={stopped}"]) == 0
+    assert run_cli(base + ["--epochs=1", f"--result_file={one}"]) == 0
+    run, reference = (json.loads(p.read_text())["combinations"][0] for p in (stopped, one))
+    assert run["stopped_on_nan"] == "epoch 1, batch 1" and reference["stopped_on_nan"] == ""
+    assert run["best_epoch"] == 0 and run["epochs_run"] == 1 and not run["stopped_early"]
+    assert run["valid"] == reference["valid"] and run["test"] == reference["test"]
+
+
 def test_main_py_and_module_entry_points(tmp_path, run_dirs):
     out = tmp_path / "r.json"
     args = ["-m", "BPR", "-d", "toy"] + overrides(run_dirs, data_path=tmp_path / "data", epochs=1,

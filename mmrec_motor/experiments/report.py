@@ -18,7 +18,7 @@ import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from mmrec_motor.experiments.store import (TUNED_VARIANTS, VARIANTS, load_runs, run_seed, run_variant,
-                                           runs_dir, valid_score)
+                                           runs_dir, spec_of, valid_score)
 from mmrec_motor.experiments.tables import (commands_block, failures_block, markdown_table, mean,
                                             relative_change, stat)
 from mmrec_motor.fileio import write_text
@@ -131,7 +131,7 @@ def chosen_on_validation(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, An
 
 def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
     """``summary.md``: the command lines, then per dataset one row per model (:data:`SUMMARY_HEADER`),
-    then the failed runs of ``out``."""
+    then the runs a NaN loss ended and the failed runs of ``out``."""
     rows = [result_row(r) for r in results]
     lines = ["# Benchmark: ID vs MOTOR", ""] + commands_block(out, "# (unknown: no bench.json in this folder)")
     lines += ["Test Recall@20 / NDCG@20 at the best-valid epoch, mean ± std (ddof=1) over seeds; Δ: relative "
@@ -157,7 +157,19 @@ def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
             counts = {v: max([r["combinations"] for r in mine if r["variant"] == v], default=0) for v in VARIANTS}
             table.append(model_summary_row(model, mine) + [f"{counts['id']}/{counts['motor']}"])
         lines += [markdown_table(SUMMARY_HEADER + ["combinations ID/MOTOR"], table), ""]
-    return "\n".join(lines + failures_block(out))
+    return "\n".join(lines + nan_stops_block(results) + failures_block(out))
+
+
+def nan_stops_block(results: Sequence[Mapping[str, Any]]) -> List[str]:
+    """``## Runs ended by a NaN loss`` and one line per run whose chosen combination ``nan_loss: stop``
+    ended (its metrics: the best-valid epoch before it, MMRec's rule); empty when none."""
+    lines = []
+    for result in results:
+        where = result["combinations"][result["chosen"]].get("stopped_on_nan")
+        if where:
+            lines.append(f"- `{spec_of(result).name}`: at {where}; reported: its best-valid epoch before it, "
+                         f"{result['best']['best_epoch']}")
+    return ["## Runs ended by a NaN loss (nan_loss: stop)", "", *lines, ""] if lines else []
 
 
 def write_reports(out: str) -> Dict[str, str]:
