@@ -10,6 +10,7 @@ from scipy.stats import ttest_rel
 from mmrec_motor.cli import main
 from mmrec_motor.config import ConfigError
 from mmrec_motor.experiments import bench, store
+from mmrec_motor.experiments.tables import stat
 
 
 def run_name(config):
@@ -159,6 +160,13 @@ def test_bench_refuses_keys_it_owns_and_mixed_overrides(tmp_path, run_dirs, caps
     record = store.record_bench(str(out), "third", ["FREEDOM"], ["toy"], ["id"], [1], {"epochs": 2})
     assert record["commands"] == ["first", "third"]
     assert json.loads((out / "bench.json").read_text())["command"] == "third"
+
+
+def test_a_single_value_has_no_spread_in_the_tables():
+    """One seed prints its value alone; "± 0.0000" would claim a spread that was never measured."""
+    assert stat([0.25]) == "0.2500"
+    assert stat([0.1, 0.3, None]) == "0.2000 ± 0.1414"      # ddof=1 over the known values
+    assert stat([None]) == "-"
 
 
 def test_report_needs_a_bench_folder(tmp_path, capsys):

@@ -23,8 +23,9 @@ def markdown_table(header: List[str], rows: List[List[Any]]) -> str:
 
 
 def mean_std(values: Iterable[float]) -> str:
+    """``mean ± std`` (ddof=1); one value alone, without a spread it does not have."""
     array = np.asarray(list(values), dtype=float)
-    return f"{array.mean():.4f} ± {array.std(ddof=1) if len(array) > 1 else 0.0:.4f}"
+    return f"{array.mean():.4f} ± {array.std(ddof=1):.4f}" if len(array) > 1 else f"{array.mean():.4f}"
 
 
 def known(values: Sequence[Optional[float]]) -> List[float]:
