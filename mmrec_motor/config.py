@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import yaml
 
-from mmrec_motor.keys import ConfigError, check_override, validate
+from mmrec_motor.keys import KEYS, ConfigError, check_override, validate
 
 __all__ = ["Config", "ConfigError", "CONFIG_ROOT", "available_datasets", "available_models", "grid",
            "grid_note", "load_yaml", "package_data_dir", "parse_overrides", "parse_value"]
@@ -83,6 +83,12 @@ def parse_value(text: str) -> Any:
         where = f" at column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"cannot parse the command-line value {text!r} as YAML: {problem}{where} "
                           f"(quote a value with special characters: --key=\"'...'\")") from exc
+
+
+def volatile_defaults() -> Dict[str, Any]:
+    """overall.yaml's values of the ``volatile`` keys (those that do not change what a run computes):
+    what a stored config made before such a key existed takes for it (:func:`quick_start.load_run`)."""
+    return {k: v for k, v in load_yaml(CONFIG_ROOT / "overall.yaml").items() if k in KEYS and KEYS[k].volatile}
 
 
 def load_yaml(path: Path) -> Dict[str, Any]:

@@ -120,6 +120,7 @@ class TopKEvaluator:
             raise ValueError(f"config key 'eval_item_chunk': {item_chunk} items per chunk is fewer than the "
                              f"largest cut-off {self.max_k} (topk); use at least {self.max_k}")
         self.n_items = data.n_items
+        self.data, self.batch_size = data, batch_size        # for JointRanking.of (a reference, no copy)
         self.item_chunk = None if item_chunk is None or int(item_chunk) >= data.n_items else int(item_chunk)
         self.device = device
         self.users = np.unique(split.users)
@@ -259,3 +260,44 @@ class TopKEvaluator:
     def metrics_of(self, ranked: np.ndarray) -> Dict[str, float]:
         hits = self.relevant.contains(self.users[:, None], ranked)
         return compute_metrics(hits, self.pos_len, self.metrics, self.topk)
+
+
+class JointRanking:
+    """Valid and test metrics from one ranking of the union of their users.
+
+    When neither evaluator excludes items, both mask only each user's training items, so a user's
+    top ``max(topk)`` list is the same for valid and for test (MMRec ranks it twice). Here the union of
+    the two splits' users is ranked once and each split counts its hits in its own users' rows. Most
+    users are in both splits, so the union costs about one split's ranking: the test metrics of an
+    epoch come almost free. The cold-start protocol's validation excludes the held-out items; then
+    :meth:`of` returns None and each split ranks alone.
+    """
+
+    def __init__(self, valid: TopKEvaluator, test: TopKEvaluator):
+        self.valid, self.test = valid, test
+        users = np.union1d(valid.users, test.users)
+        # this evaluator only ranks: its relevant sets (items all 0) are never read
+        self.union = TopKEvaluator(valid.data, Split(users, np.zeros_like(users)), valid.metrics, valid.topk,
+                                   valid.batch_size, valid.device, item_chunk=valid.item_chunk)
+        self.valid_rows = np.searchsorted(users, valid.users)
+        self.test_rows = np.searchsorted(users, test.users)
+
+    @staticmethod
+    def of(valid: TopKEvaluator, test: TopKEvaluator) -> Optional["JointRanking"]:
+        """The joint ranking of ``valid`` and ``test``, or None when their lists may differ (excluded
+        items, other cut-offs, chunking, device or data)."""
+        same = (valid.excluded is None and test.excluded is None and valid.data is test.data
+                and valid.max_k == test.max_k and valid.item_chunk == test.item_chunk
+                and valid.device == test.device and valid.batch_size == test.batch_size)
+        return JointRanking(valid, test) if same else None
+
+    def rank(self, model: torch.nn.Module) -> np.ndarray:
+        """Top ``max(topk)`` item IDs of every user of either split, int64 [n_union_users, max_k]."""
+        return self.union.rank(model)
+
+    def valid_metrics(self, ranked: np.ndarray) -> Dict[str, float]:
+        return self.valid.metrics_of(ranked[self.valid_rows])
+
+    def test_metrics(self, ranked: np.ndarray) -> Dict[str, float]:
+        return self.test.metrics_of(ranked[self.test_rows])
+

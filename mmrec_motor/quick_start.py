@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 import numpy as np
 import torch
 
-from mmrec_motor.config import Config, grid, grid_note
+from mmrec_motor.config import Config, grid, grid_note, volatile_defaults
 from mmrec_motor.data.dataset import RecData, Split
 from mmrec_motor.data.features import load_named, modality_list
 from mmrec_motor.data.loader import load_data
@@ -267,7 +267,8 @@ def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None,
     ``overrides``: keys that replace the stored ones (an evaluation rule such as ``isolated_self_loops``;
     a key that shapes the parameters makes ``load_state_dict`` fail). An evaluation rule that the
     stored config lacks (the run predates it) takes its value from before the rule,
-    :data:`~mmrec_motor.keys.BEFORE_THE_KEY`, not today's default."""
+    :data:`~mmrec_motor.keys.BEFORE_THE_KEY`, not today's default; a missing volatile key (one that
+    does not change what the run computed) takes overall.yaml's."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{checkpoint} is not a best-model checkpoint")
@@ -278,7 +279,10 @@ def load_run(checkpoint: str, config: Optional[Mapping[str, Any]] = None,
     if values is None:
         raise ValueError(f"{checkpoint} stores no config (written before checkpoints held one); pass the "
                          f"run's config (its result file's 'config')")
-    missing = {k: v for k, v in BEFORE_THE_KEY.items() if k not in values}   # run made before the key
+    # a run made before a key: an evaluation rule takes its value from before the rule; a key that
+    # does not change what a run computes (volatile: test_every_epoch, nan_loss, ...) today's default
+    before = {**volatile_defaults(), **BEFORE_THE_KEY}
+    missing = {k: v for k, v in before.items() if k not in values}
     run_config = Config.from_dict({**missing, **values, **(overrides or {})})
     apply_threads(run_config["num_threads"])
     data = load_data(run_config)

@@ -39,7 +39,7 @@ import torch
 
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.distributed import current, data_parallel, sum_over_ranks
-from mmrec_motor.evaluation import TopKEvaluator, format_metrics
+from mmrec_motor.evaluation import JointRanking, TopKEvaluator, format_metrics
 from mmrec_motor.fileio import checksum_problem, remove_stale_temporaries, save_torch
 from mmrec_motor.keys import OPTIMIZERS
 from mmrec_motor.logs import ALWAYS, BRIEF
@@ -120,6 +120,7 @@ class Trainer:
         self.scheduler = build_scheduler(config, self.optimizer)
         self.clip = config["clip_grad_norm"]
         self.stop_on_nan = str(config["nan_loss"]).lower() == "stop"
+        self._joint: Optional[JointRanking] = None      # valid and test ranked once (evaluation.py)
         self.valid_metric = str(config["valid_metric"]).lower()
         self.checkpoint_path = checkpoint_path
         self.last_path = checkpoint_path + ".last" if checkpoint_path else None
@@ -207,14 +208,22 @@ class Trainer:
         """Valid and test evaluation; a better valid score keeps the model (and saves the best
         checkpoint). True when early stopping ends the run here. The epoch's short line (training and
         valid score) is logged here. Test is evaluated every epoch (MMRec's log), or with
-        ``test_every_epoch`` False only when valid improves: the reported test metrics are the same."""
+        ``test_every_epoch`` False only when valid improves: the reported test metrics are the same.
+        Where the two splits' lists are the same (no excluded items), valid and test come from one
+        ranking of their users (:class:`~mmrec_motor.evaluation.JointRanking`)."""
         result, log = progress.result, self.logger
+        if self._joint is None or (self._joint.valid, self._joint.test) != (valid, test):
+            self._joint = JointRanking.of(valid, test)
+        joint = self._joint
         began = time.perf_counter()
-        valid_result = valid.evaluate(self.model)
+        ranked = joint.rank(self.model) if joint else None
+        valid_result = joint.valid_metrics(ranked) if joint else valid.evaluate(self.model)
         result.eval_seconds.append(time.perf_counter() - began)
         score = valid_result[self.valid_metric]
         better = score > result.best_valid_score
-        test_result = test.evaluate(self.model) if better or self.config["test_every_epoch"] else None
+        test_result = None
+        if better or self.config["test_every_epoch"]:
+            test_result = joint.test_metrics(ranked) if joint else test.evaluate(self.model)
         log.info(f"epoch {epoch} evaluating [time: {result.eval_seconds[-1]:.2f}s, valid_score: {score:f}]")
         log.info("valid result: \n" + format_metrics(valid_result))
         log.info("test result: \n" + format_metrics(test_result) if test_result is not None else

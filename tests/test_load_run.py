@@ -72,3 +72,22 @@ def test_a_run_made_before_an_evaluation_rule_loads_without_it(tmp_path, run_dir
     assert (old.config["motor_unseen_neighbours"], old.config["isolated_self_loops"],
             old.config["motor_unseen_norm"]) == (0, False, "off")
     assert load_run(path, overrides={"motor_unseen_neighbours": 5}).config["motor_unseen_neighbours"] == 5
+
+
+def test_a_run_made_before_a_volatile_key_loads_with_its_default(tmp_path, run_dirs):
+    """Before: a checkpoint whose config predates test_every_epoch or nan_loss (keys that do not change
+    what a run computes) failed to load ("config key 'nan_loss' is None"). Now each takes overall.yaml's
+    value; a key that is neither volatile nor an evaluation rule still has to be there."""
+    result, path = finished_run(tmp_path, run_dirs, motor=False, reg_weight=1e-3)
+    state = torch.load(path, weights_only=False)
+    for name in ("test_every_epoch", "nan_loss"):
+        del state["config"][name]
+    del state["checksum"]
+    torch.save(state, path)
+    old = load_run(path)
+    assert (old.config["test_every_epoch"], old.config["nan_loss"]) == (True, "raise")
+    del state["config"]["learner"]
+    torch.save(state, path)
+    with pytest.raises(ConfigError, match="'learner'"):
+        load_run(path)
+

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmrec_motor.data.dataset import RecData, Split
-from mmrec_motor.evaluation import TopKEvaluator, compute_metrics, format_metrics
+from mmrec_motor.evaluation import JointRanking, TopKEvaluator, compute_metrics, format_metrics
 
 # Three users, top-5 hit patterns:
 #   A: 2 relevant items, hits at ranks 1 and 3
@@ -142,3 +142,42 @@ def test_excluded_items_are_ranked_for_no_user(item_chunk):
         TopKEvaluator(data, data.test, ["recall"], [1], batch_size=1, excluded_items=[9])
     with pytest.raises(ValueError, match=r"item IDs must lie in \[0, 10\), got \[2, 10\]"):
         TopKEvaluator(data, data.test, ["recall"], [1], batch_size=1, excluded_items=[2, 10])
+
+
+class ShiftedScores(torch.nn.Module):
+    """User u scores item i as -((i - 2u) mod n): each user's ranking starts at item 2u."""
+
+    def __init__(self, n_items):
+        super().__init__()
+        self.n_items = n_items
+
+    def full_sort_predict(self, interaction):
+        users = interaction[0]
+        items = torch.arange(self.n_items)
+        return -((items[None, :] - 2 * users[:, None]) % self.n_items).float()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 8])
+def test_joint_ranking_gives_each_split_its_own_metrics(batch_size):
+    # user 0 is in valid and test, user 1 in test only, user 2 in valid only; trained items are masked
+    # for both splits. Rankings (top 2): user 0 trains 0 -> [1, 2]; user 1 trains 2 -> [3, 4];
+    # user 2 trains 4 -> [5, 6]. valid: user 0's item 2 (rank 2), user 2's item 5 (rank 1);
+    # test: user 0's item 1 (rank 1), user 1's item 9 (not in the top 2).
+    data = RecData("t", "-", n_users=3, n_items=10,
+                   train=Split(np.array([0, 1, 2]), np.array([0, 2, 4])),
+                   valid=Split(np.array([0, 2]), np.array([2, 5])),
+                   test=Split(np.array([0, 1]), np.array([1, 9])))
+    valid, test = (TopKEvaluator(data, split, ["recall", "ndcg"], [1, 2], batch_size=batch_size)
+                   for split in (data.valid, data.test))
+    joint = JointRanking.of(valid, test)
+    ranked = joint.rank(ShiftedScores(10))
+    assert ranked.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert joint.valid_metrics(ranked) == valid.evaluate(ShiftedScores(10)) == {
+        "recall@1": 0.5, "recall@2": 1.0, "ndcg@1": 0.5, "ndcg@2": 0.8155}    # (1/log2 3 + 1) / 2
+    assert joint.test_metrics(ranked) == test.evaluate(ShiftedScores(10)) == {
+        "recall@1": 0.5, "recall@2": 0.5, "ndcg@1": 0.5, "ndcg@2": 0.5}
+    # the cold-start protocol's validation excludes items: the splits' lists may differ, no joint ranking
+    excluding = TopKEvaluator(data, data.valid, ["recall"], [1, 2], batch_size=batch_size, excluded_items=[7])
+    assert JointRanking.of(excluding, test) is None
+    assert JointRanking.of(valid, TopKEvaluator(data, data.test, ["recall"], [1, 3], batch_size=batch_size)) is None
+
