@@ -17,11 +17,12 @@ resume reads rank 0's training state on every rank.
 
 Differences from MMRec, on purpose: a NaN loss raises :class:`TrainingError` naming the epoch and
 batch (MMRec logs it and ends training, reporting the best-valid epoch so far; ``nan_loss: stop`` does
-that here, with a warning and the place in the run's record); the best model is kept and restored at the end and saved
-to ``checkpoint_dir`` together with the run's resolved config (:func:`mmrec_motor.quick_start.load_run`
-rebuilds the run from it); with ``resume`` a run continues from its last per-epoch checkpoint, whose
-checksum (:mod:`mmrec_motor.fileio`) is verified first. Each epoch logs one short line (``BRIEF``:
-loss, valid score, times) beside MMRec's detail (:mod:`mmrec_motor.logs`).
+that here, with a warning and the place in the run's record); the best model is kept and restored at
+the end and saved to ``checkpoint_dir`` together with the run's resolved config
+(:func:`mmrec_motor.quick_start.load_run` rebuilds the run from it); with ``resume`` a run continues
+from its last per-epoch checkpoint, whose checksum (:mod:`mmrec_motor.fileio`) is verified first.
+Each epoch logs one short line (``BRIEF``: loss, valid score, times) beside MMRec's detail
+(:mod:`mmrec_motor.logs`).
 """
 from __future__ import annotations
 
@@ -120,7 +121,6 @@ class Trainer:
         self.scheduler = build_scheduler(config, self.optimizer)
         self.clip = config["clip_grad_norm"]
         self.stop_on_nan = str(config["nan_loss"]).lower() == "stop"
-        self._joint: Optional[JointRanking] = None      # valid and test ranked once (evaluation.py)
         self.valid_metric = str(config["valid_metric"]).lower()
         self.checkpoint_path = checkpoint_path
         self.last_path = checkpoint_path + ".last" if checkpoint_path else None
@@ -139,11 +139,12 @@ class Trainer:
         if not self.config["req_training"]:
             return self._evaluate_untrained(valid, test)
         result = progress.result
+        joint = JointRanking.of(valid, test)          # valid and test ranked once, where they may be
         for epoch in range(progress.start, self.config["epochs"]):
             if not self.train_epoch(sampler, epoch, result):       # a NaN loss under nan_loss: stop
                 break
             if (epoch + 1) % self.config["eval_step"] == 0:
-                stop = self.evaluate(epoch, valid, test, progress)
+                stop = self.evaluate(epoch, valid, test, progress, joint)
             else:
                 stop = False
                 line = epoch_line(epoch, result.losses[-1], result.train_seconds[-1], self.valid_metric)
@@ -204,17 +205,15 @@ class Trainer:
             self.logger.info(post_info)
         return True
 
-    def evaluate(self, epoch: int, valid: TopKEvaluator, test: TopKEvaluator, progress: Progress) -> bool:
+    def evaluate(self, epoch: int, valid: TopKEvaluator, test: TopKEvaluator, progress: Progress,
+                 joint: Optional[JointRanking] = None) -> bool:
         """Valid and test evaluation; a better valid score keeps the model (and saves the best
         checkpoint). True when early stopping ends the run here. The epoch's short line (training and
         valid score) is logged here. Test is evaluated every epoch (MMRec's log), or with
         ``test_every_epoch`` False only when valid improves: the reported test metrics are the same.
-        Where the two splits' lists are the same (no excluded items), valid and test come from one
-        ranking of their users (:class:`~mmrec_motor.evaluation.JointRanking`)."""
+        With ``joint`` (:meth:`JointRanking.of` the two, for splits whose lists are the same), valid and
+        test come from one ranking of their users."""
         result, log = progress.result, self.logger
-        if self._joint is None or (self._joint.valid, self._joint.test) != (valid, test):
-            self._joint = JointRanking.of(valid, test)
-        joint = self._joint
         began = time.perf_counter()
         ranked = joint.rank(self.model) if joint else None
         valid_result = joint.valid_metrics(ranked) if joint else valid.evaluate(self.model)
