@@ -117,3 +117,34 @@ def test_load_run_overrides_the_graph_rule_and_cold_scale_matches_it(tmp_path, r
     lengths = items_matched.norm(dim=1)
     torch.testing.assert_close(lengths[held_out].mean(), lengths[~held_out].mean())
     assert factor > 1.5      # the loops are off: the held-out rows are half as long as they would be
+
+
+def test_grcn_held_out_item_keeps_its_rows_through_both_graphs(tmp_path, run_dirs):
+    """GRCN's own message passing: with the loop a held-out item is [3 normalize(E_i) || 2 x^1_i || 2 x^2_i]
+    (x^m_i its content node per modality), without it [normalize(E_i) || x^1_i || x^2_i]; every node
+    with an edge is the same both ways."""
+    import torch.nn.functional as F
+
+    outs = {}
+    for loops in (True, False):
+        config = toy_config("GRCN", {}, tmp_path, run_dirs, cold_item_ratio=0.1, isolated_self_loops=loops)
+        data, model, _ = build(config)
+        with torch.no_grad():
+            out, ids = model.forward()
+            content = torch.cat([F.normalize(F.leaky_relu(getattr(model, gcn).MLP(getattr(model, feat))))
+                                 for gcn, feat in model.modalities], dim=1)
+        outs[loops] = (out, ids, content, data, model)
+    (looped, ids, content, data, model), (plain, plain_ids, plain_content, _, plain_model) = outs[True], outs[False]
+    d = model.embedding_dim
+    cold = torch.as_tensor(data.cold_items) + model.n_users
+    assert len(model.modalities) == 2 and len(cold) > 0 and model.loops is not None and plain_model.loops is None
+    torch.testing.assert_close(plain[cold], torch.cat([F.normalize(plain_ids[cold]),
+                                                       plain_content[cold - model.n_users]], dim=1))
+    expected = torch.cat([F.normalize(ids[cold]), content[cold - model.n_users]], dim=1)
+    torch.testing.assert_close(looped[cold], expected * torch.tensor([3.0] * d + [2.0] * content.shape[1]))
+    # the same weights in both models: every node with an edge gets the same representation
+    plain_model.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        plain, _ = plain_model.forward()
+    edged = torch.as_tensor(np.flatnonzero(model.loops.squeeze(1).numpy() == 0))
+    torch.testing.assert_close(looped[edged], plain[edged], rtol=0, atol=0)

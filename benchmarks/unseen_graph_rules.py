@@ -1,0 +1,83 @@
+"""Diagnostic for the inductive cold-start protocol: what a graph backbone's rule for nodes without a
+training edge does to the held-out items (docs/benchmarks.md section 25).
+
+Loads a finished cold-start run from its best checkpoint (``quick_start.load_run``; nothing is
+retrained) and prints, per rule, Recall@20 and the mean percentile rank of the held-out items
+(``cold``), and Recall@20 over all test items (``all``):
+
+    python benchmarks/unseen_graph_rules.py RUN_DIR/saved/GRCN-sports20-motor-<hash>.pth
+    python benchmarks/unseen_graph_rules.py RUN_DIR/saved/MMGCN-sports20-motor-<hash>.pth --borrow 10,50
+
+Rules:
+* ``isolated_self_loops`` False and True: the config key, for every backbone that reads it (GRCN's own
+  message passing included). The run's own value is the one it was trained with.
+* MMGCN only (candidates, not in the model): its mean-aggregation graph D^{-1} A
+  - ``loops``: a self-loop of weight 1 on each row without an edge (graphs.with_isolated_self_loops),
+    so an isolated item aggregates its own features where a trained item aggregates its users;
+  - ``borrow k``: an isolated item's row becomes the mean of the rows of its k most similar trained
+    items (cosine of the centred features, motor/unseen.unseen_neighbours), so it aggregates the
+    users of items like it: A'_i = (1 / k) sum_{j in N_k(i)} A_j.
+"""
+import argparse
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from mmrec_motor.experiments.plan import split_list
+from mmrec_motor.models.graphs import sparse_from_scipy, with_isolated_self_loops
+from mmrec_motor.motor.unseen import unseen_neighbours
+from mmrec_motor.quick_start import evaluator, load_run
+
+
+def scores(run) -> str:
+    """Cold Recall@20, cold MPR and all-item Recall@20 of ``run``'s model, as one line."""
+    model = run.model.eval()
+    cold = evaluator(run.config, run.data, run.data.cold_test)
+    every = evaluator(run.config, run.data, run.data.test)
+    with torch.no_grad():
+        return (f"cold R@20 {cold.evaluate(model)['recall@20']:.4f}  cold MPR {cold.mean_percentile_rank(model):.3f}"
+                f"  all R@20 {every.evaluate(model)['recall@20']:.4f}")
+
+
+def scipy_of(adj: torch.Tensor) -> sp.csr_matrix:
+    adj = adj.coalesce().cpu()
+    rows, cols = adj.indices().numpy()
+    return sp.csr_matrix((adj.values().numpy(), (rows, cols)), shape=tuple(adj.shape))
+
+
+def borrowed(adj: sp.csr_matrix, n_users: int, features, counts: np.ndarray, k: int) -> sp.csr_matrix:
+    """``adj`` with each isolated item's (empty) row replaced by the mean of its k content neighbours'."""
+    unseen, neighbours = unseen_neighbours(features, counts, k)
+    rows = np.repeat(unseen + n_users, k)
+    mixer = sp.csr_matrix((np.full(len(rows), 1.0 / k, dtype=np.float32), (rows, neighbours.ravel() + n_users)),
+                          shape=adj.shape)
+    return (adj + mixer @ adj).tocsr()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a cold-start run's best checkpoint (RUN_DIR/saved/*.pth)")
+    parser.add_argument("--borrow", default="10", help="MMGCN: comma-separated k for the borrow rule")
+    args = parser.parse_args()
+    for loops in (False, True):
+        run = load_run(args.checkpoint, overrides={"isolated_self_loops": loops})
+        if run.data.cold_items is None or len(run.data.cold_items) == 0:
+            raise SystemExit(f"{args.checkpoint}: not a cold-start run (cold_item_ratio is 0)")
+        print(f"isolated_self_loops {loops}: {scores(run)}", flush=True)
+    if type(run.model).__name__ != "MMGCN":
+        return
+    model = run.model
+    plain = scipy_of(model.adj)
+    counts = np.asarray((run.data.inter_matrix(form="csr") != 0).sum(axis=0)).ravel()
+    features = [f.cpu().numpy() - f.cpu().numpy().mean(axis=0) for f in (model.v_feat, model.t_feat)
+                if f is not None]
+    model.adj = sparse_from_scipy(with_isolated_self_loops(plain), model.adj.device)
+    print(f"MMGCN loops: {scores(run)}", flush=True)
+    for k in [int(k) for k in split_list(args.borrow, "--borrow")]:
+        model.adj = sparse_from_scipy(borrowed(plain, model.n_users, features, counts, k), model.adj.device)
+        print(f"MMGCN borrow k={k}: {scores(run)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
