@@ -5,7 +5,8 @@ similarities, which can be negative (MMRec's ``compute_normalized_laplacian`` do
 whose k similarities sum to zero or less makes D^{-1/2} NaN, and the next loss is NaN
 (docs/benchmarks.md section 25). For a finished run's best checkpoint, prints per modality and for
 the mixed learned graph: the smallest degrees, how many rows are <= 0, and the smallest similarity
-kept:
+kept; then the item with the smallest mixed row sum, its training interactions and its row sum per
+modality:
 
     python benchmarks/lattice_degrees.py RUN_DIR/saved/LATTICE-lfm2k-motor-<hash>.pth
 """
@@ -49,6 +50,10 @@ def main() -> None:
         kept = "" if smallest is None else f", smallest similarity kept {smallest:.3f}"
         print(f"{name}: smallest degrees {[round(x, 3) for x in degree.sort().values[:3].tolist()]}, "
               f"rows <= 0: {int((degree <= 0).sum())} of {model.n_items}{kept}")
+    item = int(degrees["mixed"][0].argmin())
+    counts = (run.data.inter_matrix(form="csr") != 0).sum(axis=0).A1
+    print(f"smallest mixed row: item {item}, {int(counts[item])} training interactions, "
+          + ", ".join(f"{m} {float(degrees[m][0][item]):.3f}" for m in model.modalities))
 
 
 if __name__ == "__main__":
