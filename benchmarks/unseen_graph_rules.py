@@ -3,14 +3,15 @@ training edge does to the held-out items (docs/benchmarks.md section 25).
 
 Loads a finished cold-start run from its best checkpoint (``quick_start.load_run``; nothing is
 retrained) and prints, per rule, Recall@20 and the mean percentile rank of the held-out items
-(``cold``), and Recall@20 over all test items (``all``):
+(``cold``), Recall@20 over all test items (``all``), and the mean length of the held-out and of
+the trained items' representations (GRCN, MMGCN: the rows ``forward()`` gives for scoring):
 
     python benchmarks/unseen_graph_rules.py RUN_DIR/saved/GRCN-sports20-motor-<hash>.pth
     python benchmarks/unseen_graph_rules.py RUN_DIR/saved/MMGCN-sports20-motor-<hash>.pth --borrow 10,50
 
 Rules:
-* ``isolated_self_loops`` False and True: the config key, for every backbone that reads it (GRCN's own
-  message passing included). The run's own value is the one it was trained with.
+* ``isolated_self_loops`` False and True: the config key (GRCN reads it in its own message passing;
+  MMGCN does not). The run's own value is the one it was trained with.
 * MMGCN only (candidates, not in the model): its mean-aggregation graph D^{-1} A
   - ``loops``: a self-loop of weight 1 on each row without an edge (graphs.with_isolated_self_loops),
     so an isolated item aggregates its own features where a trained item aggregates its users;
@@ -31,13 +32,18 @@ from mmrec_motor.quick_start import evaluator, load_run
 
 
 def scores(run) -> str:
-    """Cold Recall@20, cold MPR and all-item Recall@20 of ``run``'s model, as one line."""
+    """Cold Recall@20, cold MPR, all-item Recall@20 of ``run``'s model and the mean length of its
+    held-out and of its trained items' representations, as one line."""
     model = run.model.eval()
     cold = evaluator(run.config, run.data, run.data.cold_test)
     every = evaluator(run.config, run.data, run.data.test)
+    held_out = np.zeros(model.n_items, dtype=bool)
+    held_out[run.data.cold_items] = True
     with torch.no_grad():
+        lengths = model.forward()[0][model.n_users:].norm(dim=1).numpy()
         return (f"cold R@20 {cold.evaluate(model)['recall@20']:.4f}  cold MPR {cold.mean_percentile_rank(model):.3f}"
-                f"  all R@20 {every.evaluate(model)['recall@20']:.4f}")
+                f"  all R@20 {every.evaluate(model)['recall@20']:.4f}  length held-out {lengths[held_out].mean():.2f}"
+                f" trained {lengths[~held_out].mean():.2f}")
 
 
 def scipy_of(adj: torch.Tensor) -> sp.csr_matrix:
@@ -62,6 +68,9 @@ def main() -> None:
     args = parser.parse_args()
     for loops in (False, True):
         run = load_run(args.checkpoint, overrides={"isolated_self_loops": loops})
+        if type(run.model).__name__ not in ("GRCN", "MMGCN"):
+            raise SystemExit(f"{args.checkpoint}: a {type(run.model).__name__} run, expected GRCN or MMGCN "
+                             f"(for the others: benchmarks/cold_scale.py)")
         if run.data.cold_items is None or len(run.data.cold_items) == 0:
             raise SystemExit(f"{args.checkpoint}: not a cold-start run (cold_item_ratio is 0)")
         print(f"isolated_self_loops {loops}: {scores(run)}", flush=True)

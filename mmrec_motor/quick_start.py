@@ -87,6 +87,30 @@ def split_evaluators(config: Mapping[str, Any], data: RecData):
     return valid, evaluator(config, data, data.test), cold
 
 
+def cold_metrics(config: Mapping[str, Any], data: RecData, cold: TopKEvaluator,
+                 model: torch.nn.Module) -> Dict[str, Any]:
+    """The cold-start protocol's scores of ``model`` on the held-out items' test interactions:
+
+    * ``cold_test``: the metrics with every item ranked (training items masked), and
+      ``cold_test_mpr``, the held-out items' mean percentile rank;
+    * ``cold_test_share``: ``held_out_share@K``, the share of the cold users' top-K slots that
+      held-out items take (mmrec_motor/data/cold.py: they hold 1 / ratio times their share of the
+      test interactions, so a model that prefers items without a training edge as a group gains
+      here whatever it knows about them; content-kNN's share is near the catalogue share);
+    * ``cold_test_among``: the metrics with only the held-out items ranked (every trained item
+      excluded), where no group preference helps: how well the model orders the held-out items.
+    """
+    ranked = cold.rank(model)
+    held_out = np.isin(ranked, data.cold_items)
+    trained = np.setdiff1d(np.arange(data.n_items), data.cold_items)
+    among = evaluator(config, data, data.cold_test, excluded_items=trained)
+    return {"cold_test": cold.metrics_of(ranked),
+            "cold_test_mpr": cold.mean_percentile_rank(model),
+            "cold_test_among": among.evaluate(model),
+            "cold_test_share": {f"held_out_share@{k}": round(float(held_out[:, :k].mean()), 4)
+                                for k in config["topk"]}}
+
+
 def checkpoint_path(config: Mapping[str, Any], identity: str) -> Optional[str]:
     """``<checkpoint_dir>/<model>-<dataset>-<id|motor>-<identity>.pth`` (None without a folder)."""
     if not config["checkpoint_dir"]:
@@ -127,11 +151,13 @@ def run_combination(config: Config, data: RecData, logger: logging.Logger, names
     logger.info("test result: \n" + format_metrics(fit.best_test))
     extra = {}
     if cold is not None:          # held-out items only, at the best-valid epoch (the model holds it now)
-        extra["cold_test"] = cold.evaluate(model)
-        extra["cold_test_mpr"] = cold.mean_percentile_rank(model)
+        extra = cold_metrics(config, data, cold, model)
         logger.info("cold test result (held-out items): \n" + format_metrics(extra["cold_test"])
                     + f"\nmean percentile rank of the held-out test items: {extra['cold_test_mpr']:.4f} "
-                      f"(0 = first, 0.5 = random)")
+                      f"(0 = first, 0.5 = random)\nheld-out items ranked among themselves (every trained "
+                      f"item excluded): \n" + format_metrics(extra["cold_test_among"])
+                    + "\nshare of the cold users' top K taken by held-out items: "
+                    + format_metrics(extra["cold_test_share"]))
     return {
         "parameters": dict(zip(names, values)),
         "best_epoch": fit.best_epoch,
@@ -218,7 +244,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
         "combinations": runs,
         "chosen": chosen,
         "best": {"parameters": best["parameters"], "valid": best["valid"], "test": best["test"],
-                 **({"cold_test": best["cold_test"], "cold_test_mpr": best["cold_test_mpr"]}
+                 **({k: best[k] for k in ("cold_test", "cold_test_mpr", "cold_test_among", "cold_test_share")}
                     if "cold_test" in best else {}),
                  "best_epoch": best["best_epoch"]},
         "params": best["params"],

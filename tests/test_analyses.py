@@ -181,6 +181,12 @@ def test_motor_scores_held_out_items_and_reports_cold_test(tmp_path, run_dirs):
     assert result["combinations"][0]["cold_test"] == cold
     assert result["best"]["cold_test_mpr"] == result["combinations"][0]["cold_test_mpr"]
     assert 0.0 <= result["best"]["cold_test_mpr"] <= 1.0
+    # only the held-out items ranked: each one can only move up, so no cut-off scores lower
+    among = result["best"]["cold_test_among"]
+    assert set(among) == set(cold) and all(among[k] >= cold[k] for k in cold if k.split("@")[0] in ("recall", "ndcg"))
+    shares = result["best"]["cold_test_share"]
+    assert set(shares) == {f"held_out_share@{k}" for k in config["topk"]} and all(0 <= v <= 1 for v in shares.values())
+    assert result["combinations"][0]["cold_test_among"] == among and result["combinations"][0]["cold_test_share"] == shares
     assert result["data"]["cold_items"] == len(data.cold_items)
     assert result["data"]["cold_test"] == len(data.cold_test)
 
@@ -292,6 +298,10 @@ def test_cold_start_end_to_end(tmp_path, run_dirs):
             assert float(rows[model][f"{label} all N@20"].split("±")[0]) == result["best"]["test"]["ndcg@20"]
             mpr = result["best"]["cold_test_mpr"]
             assert 0.0 <= mpr <= 1.0 and float(rows[model][f"{label} cold MPR"].split("±")[0]) == mpr
+            assert (float(rows[model][f"{label} held-out share@20"].split("±")[0])
+                    == result["best"]["cold_test_share"]["held_out_share@20"])
+            assert (float(rows[model][f"{label} among held-out R@20"].split("±")[0])
+                    == result["best"]["cold_test_among"]["recall@20"])
     assert json.loads((out / "bench.json").read_text())["overrides"]["cold_item_ratio"] == 0.1
     assert (out / "cold_start.png").is_file() == HAVE_MATPLOTLIB
 
@@ -313,27 +323,29 @@ def test_bad_analysis_arguments_exit_2_before_training(tmp_path, run_dirs, capsy
     assert not (out / "runs").exists()
 
 
-def test_cold_start_adds_mpr_to_older_runs_from_their_checkpoints(tmp_path, run_dirs, capsys):
+def test_cold_start_adds_later_scores_to_older_runs_from_their_checkpoints(tmp_path, run_dirs, capsys):
     out = tmp_path / "cold_start"
     args = ["cold-start", "-m", "BPR", "-d", "toy", "--ratio", "0.1", "--seeds", "1", "--out", str(out)]
     args += common(tmp_path, run_dirs)
     assert main(args) == 0
     paths = {v: out / "runs" / f"BPR-toy-{v}-1.json" for v in ("id", "motor")}
     trained = {v: json.loads(p.read_text()) for v, p in paths.items()}
-    for variant, path in paths.items():       # as a run from before the key was written
+    later = ("cold_test_mpr", "cold_test_among", "cold_test_share")
+    for variant, path in paths.items():       # as a run from before the keys were written
         older = json.loads(path.read_text())
-        del older["best"]["cold_test_mpr"]
-        del older["combinations"][older["chosen"]]["cold_test_mpr"]
+        for key in later:
+            del older["best"][key]
+            del older["combinations"][older["chosen"]][key]
         path.write_text(json.dumps(older))
     for saved in (out / "saved").glob("BPR-toy-id-*.pth"):   # the ID run loses its checkpoint
         saved.unlink()
     capsys.readouterr()
     assert main(args) == 0                                    # nothing is trained again
     err = capsys.readouterr().err
-    assert "BPR-toy-motor-1: cold_test_mpr added from its saved checkpoint" in err
-    assert "BPR-toy-id-1: cold_test_mpr not known (no checkpoint" in err
+    assert "BPR-toy-motor-1: cold_test_mpr, cold_test_among, cold_test_share added from its saved checkpoint" in err
+    assert "BPR-toy-id-1: cold_test_mpr, cold_test_among, cold_test_share not known (no checkpoint" in err
     assert json.loads(paths["motor"].read_text()) == trained["motor"]
-    assert "cold_test_mpr" not in json.loads(paths["id"].read_text())["best"]
+    assert not set(later) & set(json.loads(paths["id"].read_text())["best"])
     rows = table((out / "cold_start.md").read_text(), "## toy (cold_item_ratio 0.1)")
-    assert rows["BPR"]["ID cold MPR"] == "-"
+    assert rows["BPR"]["ID cold MPR"] == rows["BPR"]["ID among held-out R@20"] == "-"
     assert float(rows["BPR"]["MOTOR cold MPR"].split("±")[0]) == trained["motor"]["best"]["cold_test_mpr"]

@@ -181,3 +181,24 @@ def test_joint_ranking_gives_each_split_its_own_metrics(batch_size):
     assert JointRanking.of(excluding, test) is None
     assert JointRanking.of(valid, TopKEvaluator(data, data.test, ["recall"], [1, 3], batch_size=batch_size)) is None
 
+
+
+def test_cold_metrics_by_hand():
+    """Held-out items 4 and 5; every user scores items 0..5 as 0.1, 0.2, 0.9, 0.8, 0.5, 0.3.
+    User 0 (trained on 0) wants 5: ranked 2, 3, 4, 5, 1 -> 4th; among held-out items 4, 5 -> 2nd.
+    User 1 (trained on 1) wants 4: ranked 2, 3, 4, 5, 0 -> 3rd; among held-out items -> 1st."""
+    from mmrec_motor.quick_start import cold_metrics
+
+    data = RecData("t", "-", n_users=2, n_items=6, train=Split(np.array([0, 1]), np.array([0, 1])),
+                   valid=Split(np.array([0]), np.array([2])), test=Split(np.array([0, 1]), np.array([5, 4])),
+                   cold_items=np.array([4, 5]), cold_test=Split(np.array([0, 1]), np.array([5, 4])))
+    config = {"metrics": ["recall"], "topk": [1, 2, 4], "eval_batch_size": 1, "device": "cpu",
+              "eval_item_chunk": None}
+    model = TableScores([0.1, 0.2, 0.9, 0.8, 0.5, 0.3])
+    cold = TopKEvaluator(data, data.cold_test, ["recall"], [1, 2, 4], 1, "cpu")
+    out = cold_metrics(config, data, cold, model)
+    assert out["cold_test"] == {"recall@1": 0.0, "recall@2": 0.0, "recall@4": 1.0}
+    assert out["cold_test_among"] == {"recall@1": 0.5, "recall@2": 1.0, "recall@4": 1.0}
+    # top 1 and 2: items 2, 3 for both users; top 4: 2, 3, 4, 5 -> half of the slots held out
+    assert out["cold_test_share"] == {"held_out_share@1": 0.0, "held_out_share@2": 0.0, "held_out_share@4": 0.5}
+    assert out["cold_test_mpr"] == 0.625          # (3/4 + 2/4) / 2: 3 and 2 candidates above, of 5

@@ -4,11 +4,13 @@
         [--key=value ...] --out DIR
 
 Bench runs with ``cold_item_ratio`` = ``--ratio`` (mmrec_motor/data/cold.py), trained as bench does
-(:mod:`~mmrec_motor.experiments.runner`), then ``DIR/cold_start.md`` / ``.png``: Recall@20 / NDCG@20
-and the mean percentile rank (``cold_test_mpr``) of the held-out items (``cold_test``), and
-Recall@20 / NDCG@20 on all test items, ID vs MOTOR; ``results.csv`` / ``summary.md`` as bench does. A
-finished run from before ``cold_test_mpr`` gets it from its saved best checkpoint
-(:func:`~mmrec_motor.quick_start.load_run`; only when that reproduces the run's held-out metrics).
+(:mod:`~mmrec_motor.experiments.runner`), then ``DIR/cold_start.md`` / ``.png``, ID vs MOTOR:
+Recall@20 / NDCG@20 and the mean percentile rank (``cold_test_mpr``) of the held-out items
+(``cold_test``), their share of the top 20 (``cold_test_share``), Recall@20 with only the held-out
+items ranked (``cold_test_among``; quick_start.cold_metrics), and Recall@20 / NDCG@20 on all test
+items; ``results.csv`` / ``summary.md`` as bench does. A finished run from before those scores gets
+them from its saved best checkpoint (:func:`~mmrec_motor.quick_start.load_run`; only when that
+reproduces the run's held-out metrics).
 """
 from __future__ import annotations
 
@@ -27,25 +29,29 @@ from mmrec_motor.experiments.store import (VARIANTS, RunSpec, chosen_specs, load
 from mmrec_motor.experiments.tables import (markdown_table, mean, relative_change, report_head, save_png,
                                             stat, std, variant_label, write_report)
 from mmrec_motor.fileio import write_json
-from mmrec_motor.quick_start import evaluator, load_run, quick_start
+from mmrec_motor.quick_start import cold_metrics, evaluator, load_run, quick_start
 
 
-def cold_mpr_from_checkpoint(out: str, spec: RunSpec, result: Dict[str, Any]) -> bool:
-    """Add ``cold_test_mpr`` to a finished cold-start run that predates it, from its saved best
-    checkpoint; the run JSON is rewritten only when the restored model also reproduces the run's
-    held-out metrics (``cold_test``). True when done."""
+#: the cold-start scores a run record holds beside ``cold_test`` (quick_start.cold_metrics)
+LATER_KEYS = ("cold_test_mpr", "cold_test_among", "cold_test_share")
+
+
+def cold_keys_from_checkpoint(out: str, spec: RunSpec, result: Dict[str, Any]) -> bool:
+    """Add the scores of :data:`LATER_KEYS` to a finished cold-start run that predates them, from
+    its saved best checkpoint; the run JSON is rewritten only when the restored model also
+    reproduces the run's held-out metrics (``cold_test``). True when done."""
     path = saved_checkpoint(out, result)
     if path is None or "cold_test" not in result["best"]:
         return False
     run = load_run(path, result["config"])
     if run.checkpoint.get("test") != result["best"]["test"]:
         return False
-    cold = evaluator(run.config, run.data, run.data.cold_test)
-    if cold.evaluate(run.model) != result["best"]["cold_test"]:
+    scores = cold_metrics(run.config, run.data, evaluator(run.config, run.data, run.data.cold_test), run.model)
+    if scores["cold_test"] != result["best"]["cold_test"]:
         return False
-    mpr = cold.mean_percentile_rank(run.model)
-    result["best"]["cold_test_mpr"] = mpr
-    result["combinations"][result["chosen"]]["cold_test_mpr"] = mpr
+    for key in LATER_KEYS:
+        result["best"].setdefault(key, scores[key])
+        result["combinations"][result["chosen"]].setdefault(key, scores[key])
     write_json(result_path(out, spec), result)
     return True
 
@@ -60,8 +66,14 @@ test metrics over all test interactions (held-out ones included). At the best-va
 (ddof=1) over seeds; Δ: relative change of the means, MOTOR vs ID. Cold MPR: the held-out test items'
 mean percentile rank in their users' whole rankings (0 = first, 0.5 = what a ranking that knows nothing
 averages, 1 = last; mmrec_motor/evaluation.py), which tells apart models whose held-out items all miss
-the top {K}. An ID backbone has only an untrained embedding row for a held-out item; MOTOR builds it
-from the item's tokens.
+the top {K}. Held-out share@{K}: the share of the cold users' top {K} slots taken by held-out items.
+The protocol moves all of a held-out item's interactions to test, so such an item has many more test
+interactions than a trained one: a model that ranks items without a training edge high as a group
+gains cold and all-item Recall whatever it knows about them (content-kNN, which has no such
+preference, fills about the catalogue share). Among held-out R@{K}: the same users with only the
+held-out items ranked (every trained item excluded), where no group preference helps: how well the
+model orders the held-out items, which is what their tokens can carry. An ID backbone has only an
+untrained embedding row for a held-out item; MOTOR builds it from the item's tokens.
 """.split())
 
 
@@ -70,7 +82,8 @@ def cold_start_report(out: str, specs: Sequence[RunSpec]) -> List[str]:
     lines = report_head(out, "Inductive cold start: ID vs MOTOR on held-out items",
                             EXPLANATION.format(K=K))
     header = ["model", f"ID cold R@{K}", f"MOTOR cold R@{K}", "Δ", f"ID cold N@{K}", f"MOTOR cold N@{K}", "Δ",
-              "ID cold MPR", "MOTOR cold MPR",
+              "ID cold MPR", "MOTOR cold MPR", f"ID held-out share@{K}", f"MOTOR held-out share@{K}",
+              f"ID among held-out R@{K}", f"MOTOR among held-out R@{K}", "Δ",
               f"ID all R@{K}", f"MOTOR all R@{K}", "Δ", f"ID all N@{K}", f"MOTOR all N@{K}", "Δ", "seeds ID/MOTOR"]
     plots = []
     for dataset in dict.fromkeys(s.dataset for s in specs):
@@ -86,13 +99,18 @@ def cold_start_report(out: str, specs: Sequence[RunSpec]) -> List[str]:
             def mprs(variant):         # runs from before the key have none: "-" in the table
                 return [r["best"].get("cold_test_mpr") for r in res[variant]]
 
+            def shares(variant):
+                return [r["best"].get("cold_test_share", {}).get(f"held_out_share@{K}") for r in res[variant]]
+
             row: List[Any] = [model]
             for split in ("cold_test", "test"):
                 for metric in ("recall", "ndcg"):
                     row += [stat(values("id", split, metric)), stat(values("motor", split, metric)),
                             relative_change(values("id", split, metric), values("motor", split, metric))]
                 if split == "cold_test":
-                    row += [stat(mprs(v)) for v in VARIANTS]
+                    among = [values(v, "cold_test_among", "recall") for v in VARIANTS]
+                    row += [stat(mprs(v)) for v in VARIANTS] + [stat(shares(v)) for v in VARIANTS]
+                    row += [stat(a) for a in among] + [relative_change(*among)]
             row.append(f"{len(res['id'])}/{len(res['motor'])}")
             table.append(row)
             for r in res["id"] + res["motor"]:
@@ -166,11 +184,14 @@ def run(args: Any, rest: List[str], argv: List[str]) -> int:
     overrides["cold_item_ratio"] = args.ratio
     specs = id_motor_plan("cold-start", argv, args, overrides)
     specs, outcome = run_protocol(args, specs, overrides, quick_start)
-    for spec in specs:                   # runs from before cold_test_mpr: from their checkpoints
+    for spec in specs:                   # runs from before a score of LATER_KEYS: from their checkpoints
         result = load_result(args.out, spec)
-        if result is not None and "cold_test" in result["best"] and "cold_test_mpr" not in result["best"]:
-            done = cold_mpr_from_checkpoint(args.out, spec, result)
-            print(f"{spec.name}: cold_test_mpr " + ("added from its saved checkpoint" if done else
+        if result is None or "cold_test" not in result["best"]:
+            continue
+        missing = [key for key in LATER_KEYS if key not in result["best"]]
+        if missing:
+            done = cold_keys_from_checkpoint(args.out, spec, result)
+            print(f"{spec.name}: {', '.join(missing)} " + ("added from its saved checkpoint" if done else
                   "not known (no checkpoint that reproduces the run's metrics)"), file=sys.stderr)
     paths = write_reports(args.out)
     written = cold_start_report(args.out, chosen_specs(args.out, specs))

@@ -1,0 +1,84 @@
+"""Diagnostic for the inductive cold-start protocol: how much of a model's cold score comes from
+ranking the held-out items, as a group, above the trained ones (docs/benchmarks.md section 25).
+
+Why. The protocol holds out a share of the items with interactions and moves all their interactions
+to test (mmrec_motor/data/cold.py), so a held-out item has many more test interactions than a
+trained item has (on sports20, seed 999: 4.1 against about 0.2). A rule that makes every item
+without a training edge score higher (a longer row) lifts the cold score, and the all-item score
+too, whatever it knows about which held-out item a user wants. Content-kNN has no such group
+preference. This separates the two:
+
+* ``cold R@20``: the protocol's score (every item ranked, training items masked);
+* ``held-out share``: the mean share of the cold users' top 20 taken by held-out items (content-kNN's
+  share is the reference; a share far above it is a group preference);
+* ``among held-out R@20``: the same users and items, only the held-out items ranked (every trained
+  item excluded), so no group preference can help: how well the model orders the held-out items
+  for a user, which is what their tokens can carry.
+
+For each checkpoint (a finished cold-start run's best model, ``quick_start.load_run``) and for
+content-kNN on the same held-out draw (built from the run's config, nothing trained):
+
+    python benchmarks/cold_among_held_out.py RUN_DIR/saved/LightGCN-sports20-motor-<hash>.pth [more.pth ...]
+"""
+import argparse
+from typing import Dict, Tuple
+
+import numpy as np
+
+from mmrec_motor.config import Config
+from mmrec_motor.quick_start import build_model, evaluator, load_data, load_run
+
+K = 20
+
+
+def held_out_scores(config, data, model) -> Tuple[float, float, float]:
+    """(cold Recall@K, held-out share of the cold users' top K, Recall@K among the held-out items)."""
+    model.eval()
+    trained = np.setdiff1d(np.arange(data.n_items), data.cold_items)
+    cold = evaluator(config, data, data.cold_test)
+    among = evaluator(config, data, data.cold_test, excluded_items=trained)
+    ranked = cold.rank(model)
+    share = float(np.isin(ranked[:, :K], data.cold_items).mean())
+    return cold.metrics_of(ranked)[f"recall@{K}"], share, among.evaluate(model)[f"recall@{K}"]
+
+
+def content_knn(config) -> Tuple[object, object, object]:
+    """(config, data, model) of content-kNN on the run's dataset and held-out draw."""
+    keys = ("data_path", "cold_item_ratio", "cold_item_seed", "seed", "num_threads", "use_gpu", "gpu_id")
+    knn = Config("ContentKNN", config["dataset"], {k: config[k] for k in keys})
+    data = load_data(knn)
+    model, _ = build_model(knn, data)
+    return knn, data, model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+", help="cold-start runs' best checkpoints (RUN_DIR/saved/*.pth)")
+    args = parser.parse_args()
+    references: Dict[tuple, str] = {}
+    previous = None
+    print(f"{'run':<40} {'cold R@20':>9} {'held-out share':>14} {'among held-out R@20':>19}")
+    for path in args.checkpoints:
+        run = load_run(path)
+        if run.data.cold_items is None or len(run.data.cold_items) == 0:
+            raise SystemExit(f"{path}: not a cold-start run (cold_item_ratio is 0)")
+        draw = (run.config["dataset"], run.config["cold_item_ratio"], run.config["cold_item_seed"] or
+                run.config["seed"])
+        if draw not in references:
+            knn_config, knn_data, knn_model = content_knn(run.config)
+            if not np.array_equal(knn_data.cold_items, run.data.cold_items):
+                raise SystemExit(f"{path}: content-kNN's held-out draw differs from the run's")
+            cold, share, among = held_out_scores(knn_config, knn_data, knn_model)
+            references[draw] = (f"-- {draw[0]}, held-out draw of seed {draw[2]}, {len(run.data.cold_items)} "
+                                f"items ({len(run.data.cold_items) / run.data.n_items:.1%} of the catalogue)\n"
+                                f"{'content-kNN':<40} {cold:>9.4f} {share:>14.3f} {among:>19.4f}")
+        if draw != previous:
+            print(references[draw])
+            previous = draw
+        name = f"{run.config['model']} {'motor' if run.config['motor'] else 'id'} (seed {run.config['seed']})"
+        cold, share, among = held_out_scores(run.config, run.data, run.model)
+        print(f"{name:<40} {cold:>9.4f} {share:>14.3f} {among:>19.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
