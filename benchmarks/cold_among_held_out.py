@@ -26,20 +26,16 @@ from typing import Dict, Tuple
 import numpy as np
 
 from mmrec_motor.config import Config
-from mmrec_motor.quick_start import build_model, evaluator, load_data, load_run
+from mmrec_motor.quick_start import build_model, cold_metrics, evaluator, load_data, load_run
 
 K = 20
 
 
 def held_out_scores(config, data, model) -> Tuple[float, float, float]:
     """(cold Recall@K, held-out share of the cold users' top K, Recall@K among the held-out items)."""
-    model.eval()
-    trained = np.setdiff1d(np.arange(data.n_items), data.cold_items)
-    cold = evaluator(config, data, data.cold_test)
-    among = evaluator(config, data, data.cold_test, excluded_items=trained)
-    ranked = cold.rank(model)
-    share = float(np.isin(ranked[:, :K], data.cold_items).mean())
-    return cold.metrics_of(ranked)[f"recall@{K}"], share, among.evaluate(model)[f"recall@{K}"]
+    scores = cold_metrics(config, data, evaluator(config, data, data.cold_test), model.eval())
+    return (scores["cold_test"][f"recall@{K}"], scores["cold_test_share"][f"held_out_share@{K}"],
+            scores["cold_test_among"][f"recall@{K}"])
 
 
 def content_knn(config) -> Tuple[object, object, object]:
@@ -71,13 +67,13 @@ def main() -> None:
             cold, share, among = held_out_scores(knn_config, knn_data, knn_model)
             references[draw] = (f"-- {draw[0]}, held-out draw of seed {draw[2]}, {len(run.data.cold_items)} "
                                 f"items ({len(run.data.cold_items) / run.data.n_items:.1%} of the catalogue)\n"
-                                f"{'content-kNN':<40} {cold:>9.4f} {share:>14.3f} {among:>19.4f}")
+                                f"{'content-kNN':<40} {cold:>9.4f} {share:>14.4f} {among:>19.4f}")
         if draw != previous:
             print(references[draw])
             previous = draw
         name = f"{run.config['model']} {'motor' if run.config['motor'] else 'id'} (seed {run.config['seed']})"
         cold, share, among = held_out_scores(run.config, run.data, run.model)
-        print(f"{name:<40} {cold:>9.4f} {share:>14.3f} {among:>19.4f}", flush=True)
+        print(f"{name:<40} {cold:>9.4f} {share:>14.4f} {among:>19.4f}", flush=True)
 
 
 if __name__ == "__main__":
