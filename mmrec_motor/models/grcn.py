@@ -14,8 +14,10 @@ ID graph (``id_gcn``): e = normalize(E), E [N, d] = ``id_gcn.id_embedding`` (use
 [U, N)); h1 = W e, h2 = W h1 with W the weighted adjacency (W[n, j] = w_{jn}); id = e + h1 + h2.
 Isolated nodes (``isolated_self_loops``, graphs.py; on under the inductive cold-start protocol): a node
 without a training edge gets a self-loop of weight 1 in both graphs, so it keeps its own row through
-each layer: id = 3 e and c^m = 2 x. Without it an edgeless item is e + f_i, shorter than every
-trained item (on sports20, 1.41 against 2.04 on average), and its users never see it in a top 20.
+each layer: id = 3 e and c^m = 2 x. Without it an edgeless item is [e || x], 1.41 long on sports20
+against 2.04 for a trained item on average, and almost never reaches a top 20; with it, 3.61, so new
+items are favoured as a group (docs/benchmarks.md section 25 measures how much of the cold score
+that is).
 Representation: [id || c^1 || ... || c^M] (d + M C dims); score(u, i) = <r_u, r_{U+i}>.
 Loss: BPR -mean log sigmoid(s(u, i+) - s(u, i-)) + reg_weight * (mean E[u]^2 + mean E[U+i]^2 over the
 batch rows + sum_m mean P_m[u]^2 over the batch users + mean P_image^2 over all users) (the last
