@@ -16,6 +16,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from mmrec_motor.models.graphs import cosine_knn_edges
+from mmrec_motor.motor.unseen import training_item_counts
 from mmrec_motor.quick_start import load_run
 
 
@@ -51,7 +52,7 @@ def main() -> None:
         print(f"{name}: smallest degrees {[round(x, 3) for x in degree.sort().values[:3].tolist()]}, "
               f"rows <= 0: {int((degree <= 0).sum())} of {model.n_items}{kept}")
     item = int(degrees["mixed"][0].argmin())
-    counts = (run.data.inter_matrix(form="csr") != 0).sum(axis=0).A1
+    counts = training_item_counts(run.data, model.n_items)
     print(f"smallest mixed row: item {item}, {int(counts[item])} training interactions, "
           + ", ".join(f"{m} {float(degrees[m][0][item]):.3f}" for m in model.modalities))
 

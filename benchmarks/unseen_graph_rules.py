@@ -16,7 +16,8 @@ Rules:
   - ``loops``: a self-loop of weight 1 on each row without an edge (graphs.with_isolated_self_loops),
     so an isolated item aggregates its own features where a trained item aggregates its users;
   - ``borrow k``: an isolated item's row becomes the mean of the rows of its k most similar trained
-    items (cosine of the centred features, motor/unseen.unseen_neighbours), so it aggregates the
+    items (cosine of the features as MOTOR's neighbour rule takes them: rows L2-normalised, then
+    centred, motor/content.centred_features; motor/unseen.unseen_neighbours), so it aggregates the
     users of items like it: A'_i = (1 / k) sum_{j in N_k(i)} A_j.
 """
 import argparse
@@ -27,7 +28,8 @@ import torch
 
 from mmrec_motor.experiments.plan import split_list
 from mmrec_motor.models.graphs import sparse_from_scipy, with_isolated_self_loops
-from mmrec_motor.motor.unseen import unseen_neighbours
+from mmrec_motor.motor.content import centred_features
+from mmrec_motor.motor.unseen import training_item_counts, unseen_neighbours
 from mmrec_motor.quick_start import evaluator, load_run
 
 
@@ -78,9 +80,8 @@ def main() -> None:
         return
     model = run.model
     plain = scipy_of(model.adj)
-    counts = np.asarray((run.data.inter_matrix(form="csr") != 0).sum(axis=0)).ravel()
-    features = [f.cpu().numpy() - f.cpu().numpy().mean(axis=0) for f in (model.v_feat, model.t_feat)
-                if f is not None]
+    counts = training_item_counts(run.data, model.n_items)
+    features = [centred_features(f.cpu().numpy()) for f in (model.v_feat, model.t_feat) if f is not None]
     model.adj = sparse_from_scipy(with_isolated_self_loops(plain), model.adj.device)
     print(f"MMGCN loops: {scores(run)}", flush=True)
     for k in [int(k) for k in split_list(args.borrow, "--borrow")]:
