@@ -26,7 +26,9 @@ Items out of the catalogue (``excluded_items``): item IDs that no user of the sp
 set to -1e10 for every user as the training items are. The inductive cold-start protocol passes its
 held-out items to the *validation* evaluator: they enter the catalogue after validation (none of
 them is a validation item), so ranking them high must not cost a model its validation score, which
-chooses its epoch and combination; test ranks every item (:mod:`mmrec_motor.data.cold`).
+chooses its epoch and combination; test ranks every item (:mod:`mmrec_motor.data.cold`). With
+``cold_item_test: own`` the held-out items' removed train rows (``data.cold_masked``) are masked as
+training rows are, so each user's mask is the one it would have without the protocol.
 
 Large catalogues (``item_chunk``, key ``eval_item_chunk``): a model whose scores are a dot product
 says so with ``ranking_factors(users)`` -> (user vectors [B, d], item vectors [n_items, d]); the
@@ -146,6 +148,9 @@ class TopKEvaluator:
         # rows, as MMRec's EvalDataLoader: a repeated (user, item) row counts twice (data/checks.py)
         self.pos_len = np.bincount(np.asarray(split.users, np.int64), minlength=data.n_users)[self.users]
         train = data.train_matrix()
+        if data.cold_masked is not None and len(data.cold_masked):
+            train = (train + data.cold_masked.matrix(data.n_users, data.n_items)).tocsr()
+            train.data[:] = 1.0                 # disjoint pairs (cold.py), so every entry is 1 already
         self.batches = []
         self.batch_starts = list(range(0, len(self.users), batch_size))   # first row of each batch
         for start in self.batch_starts:

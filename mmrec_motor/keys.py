@@ -319,8 +319,8 @@ BEFORE_THE_KEY: Dict[str, Any] = {"isolated_self_loops": False, "motor_unseen_no
 
 def run_identity(values: Mapping[str, Any]) -> str:
     """A hash of every setting that shapes the run (the keys that are not ``volatile``), so a
-    checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its two keys
-    are left out too, and ``isolated_self_loops``, ``motor_unseen_norm`` and ``motor_unseen_neighbours``
+    checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its keys
+    are left out too (``cold_item_test`` also at ``all``, the rule before the key), and ``isolated_self_loops``, ``motor_unseen_norm`` and ``motor_unseen_neighbours``
     when they are ``auto`` (off then); ``motor_fine_items_per_cell``, ``motor_fine_dropout``,
     ``motor_unseen_norm`` and ``motor_unseen_neighbours`` when MOTOR is off, and the first two at
     their first values (4, 0): the identity of runs from before those keys existed."""
@@ -332,6 +332,8 @@ def run_identity(values: Mapping[str, Any]) -> str:
     if not relevant.get("motor"):
         relevant.pop("motor_unseen_norm", None)
         relevant.pop("motor_unseen_neighbours", None)
+    if not relevant.get("cold_item_ratio") or relevant.get("cold_item_test") in (None, "all"):
+        relevant.pop("cold_item_test", None)
     if not relevant.get("cold_item_ratio"):
         relevant.pop("cold_item_ratio", None)
         relevant.pop("cold_item_seed", None)

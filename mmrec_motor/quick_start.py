@@ -94,10 +94,11 @@ def cold_metrics(config: Mapping[str, Any], data: RecData, cold: TopKEvaluator,
     * ``cold_test``: the metrics with every item ranked (training items masked), and
       ``cold_test_mpr``, the held-out items' mean percentile rank;
     * ``cold_test_share``: ``held_out_share@K``, the share of the cold users' top-K slots that
-      held-out items take. mmrec_motor/data/cold.py moves all of a held-out item's interactions to
-      test, so it has several times a trained item's test interactions (4.1 against 0.49 on
-      sports20, seed 999): a model that prefers items without a training edge as a group gains
-      ``cold_test`` whatever it knows about them. Content-kNN's share is near the catalogue share;
+      held-out items take. With ``cold_item_test: all`` (mmrec_motor/data/cold.py) all of a
+      held-out item's interactions are test ones, so it has several times a trained item's test
+      interactions (4.1 against 0.49 on sports20, seed 999): a model that prefers items without a
+      training edge as a group gains ``cold_test`` whatever it knows about them (``own`` keeps
+      each item's own test rows, the same on average). Content-kNN's share is near the catalogue share;
     * ``cold_test_among``: the metrics with only the held-out items ranked (every trained item
       excluded), where no group preference helps: how well the model orders the held-out items.
     """

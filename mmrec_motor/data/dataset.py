@@ -54,9 +54,11 @@ class RecData:
     test: Split
     # The inductive cold-start protocol (mmrec_motor/data/cold.py, cold_item_ratio > 0): the held-out
     # item IDs, the test rows of those items, and how many users lost every training row (dropped from
-    # valid/test); None when the protocol is off.
+    # valid/test); None when the protocol is off. cold_masked (cold_item_test: own): the held-out items'
+    # removed train rows, masked at test as training rows are.
     cold_items: Optional[np.ndarray] = None
     cold_test: Optional[Split] = None
+    cold_masked: Optional[Split] = None
     cold_dropped_users: Optional[int] = None
 
     def train_matrix(self) -> sp.csr_matrix:

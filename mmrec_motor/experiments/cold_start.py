@@ -57,8 +57,10 @@ def cold_keys_from_checkpoint(out: str, spec: RunSpec, result: Dict[str, Any]) -
 
 
 EXPLANATION = " ".join("""
-A seeded share (cold_item_ratio) of the items with interactions is held out of training: all their
-interactions are test interactions, train and valid keep none (mmrec_motor/data/cold.py; the draw uses
+A seeded share (cold_item_ratio) of the items with interactions is held out of training: train and
+valid keep none of their interactions; with cold_item_test all (the default) every one of them is a
+test interaction, with own test keeps only their own test rows and is scored as without the protocol
+(their train rows masked as a trained item's are), as the heading says (mmrec_motor/data/cold.py; the draw uses
 cold_item_seed, by default the run's seed, so each seed holds out other items; users left without a
 training row are dropped from valid/test). Cold: test Recall@{K} / NDCG@{K} on the held-out items' test
 interactions only (users with >= 1 of them; every item ranked, training items masked). All: the ordinary
@@ -67,8 +69,8 @@ test metrics over all test interactions (held-out ones included). At the best-va
 mean percentile rank in their users' whole rankings (0 = first, 0.5 = what a ranking that knows nothing
 averages, 1 = last; mmrec_motor/evaluation.py), which tells apart models whose held-out items all miss
 the top {K}. Held-out share@{K}: the share of the cold users' top {K} slots taken by held-out items.
-The protocol moves all of a held-out item's interactions to test, so such an item has many more test
-interactions than a trained one: a model that ranks items without a training edge high as a group
+With cold_item_test all, a held-out item has many more test interactions than a trained one
+(with own, the same on average): a model that ranks items without a training edge high as a group
 gains cold and all-item Recall whatever it knows about them (content-kNN, which has no such
 preference, fills about the catalogue share). Among held-out R@{K}: the same users with only the
 held-out items ranked (every trained item excluded), where no group preference helps: how well the
@@ -122,14 +124,17 @@ def cold_start_report(out: str, specs: Sequence[RunSpec]) -> List[str]:
                            for v in VARIANTS for s in ("cold_test", "test")}
             for v in VARIANTS:
                 bars[model][(v, "mpr")] = (mean(mprs(v)), std(mprs(v)))
-        ratio = next((r["config"].get("cold_item_ratio") for r in
-                      (load_result(out, s) for s in specs if s.dataset == dataset) if r), None)
+        config = next((r["config"] for r in (load_result(out, s) for s in specs if s.dataset == dataset)
+                       if r), {})
+        protocol = f"cold_item_ratio {config.get('cold_item_ratio')}"
+        if config.get("cold_item_test") not in (None, "all"):
+            protocol += f", cold_item_test {config['cold_item_test']}"
         size_lines = [f"- {'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, sorted(seeds)))}: "
                       f"{a} held-out items, {b} test interactions of theirs ({c} users)"
                       + ("" if d is None else f", {d} user{'' if d == 1 else 's'} left without a training "
                                               f"row (dropped)")
                       for (a, b, c, d), seeds in sizes.items()]
-        lines += [f"## {dataset} (cold_item_ratio {ratio})", "", *(size_lines or ["No finished run."]), "",
+        lines += [f"## {dataset} ({protocol})", "", *(size_lines or ["No finished run."]), "",
                   markdown_table(header, table), ""]
         plots.append((dataset, bars))
     return write_report(out, "cold_start", lines, specs, plots, _plot)
