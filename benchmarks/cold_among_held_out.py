@@ -19,6 +19,11 @@ For each checkpoint (a finished cold-start run's best model, ``quick_start.load_
 content-kNN on the same held-out draw (built from the run's config, nothing trained):
 
     python benchmarks/cold_among_held_out.py RUN_DIR/saved/LightGCN-sports20-motor-<hash>.pth [more.pth ...]
+
+``--cold_item_test own`` scores the same models on the protocol's other test rows (data/cold.py):
+train and valid are the same under ``all`` and ``own``, so a run trained under one is exactly the
+run of the other, and only its test is rebuilt. Then ``all R@20`` is the ordinary test score,
+comparable to a run without the protocol, and ``MPR`` the held-out test items' mean percentile rank.
 """
 import argparse
 from typing import Dict, Tuple
@@ -26,22 +31,27 @@ from typing import Dict, Tuple
 import numpy as np
 
 from mmrec_motor.config import Config
+from mmrec_motor.data.cold import TEST_ROWS
 from mmrec_motor.quick_start import build_model, cold_metrics, evaluator, load_data, load_run
 
 K = 20
 
 
-def held_out_scores(config, data, model) -> Tuple[float, float, float]:
-    """(cold Recall@K, held-out share of the cold users' top K, Recall@K among the held-out items)."""
-    scores = cold_metrics(config, data, evaluator(config, data, data.cold_test), model.eval())
+def held_out_scores(config, data, model) -> Tuple[float, ...]:
+    """(cold Recall@K, held-out share of the cold users' top K, Recall@K among the held-out items,
+    the held-out test items' MPR, Recall@K on all test items)."""
+    model.eval()
+    scores = cold_metrics(config, data, evaluator(config, data, data.cold_test), model)
+    every = evaluator(config, data, data.test).evaluate(model)
     return (scores["cold_test"][f"recall@{K}"], scores["cold_test_share"][f"held_out_share@{K}"],
-            scores["cold_test_among"][f"recall@{K}"])
+            scores["cold_test_among"][f"recall@{K}"], scores["cold_test_mpr"], every[f"recall@{K}"])
 
 
 def content_knn(config) -> Tuple[object, object, object]:
-    """(config, data, model) of content-kNN on the run's dataset and held-out draw."""
-    keys = ("data_path", "cold_item_ratio", "cold_item_seed", "seed", "num_threads", "use_gpu", "gpu_id")
-    knn = Config("ContentKNN", config["dataset"], {k: config[k] for k in keys})
+    """(config, data, model) of content-kNN on the run's dataset, held-out draw and test rows."""
+    keys = ("data_path", "cold_item_ratio", "cold_item_seed", "cold_item_test", "seed", "num_threads",
+            "use_gpu", "gpu_id")
+    knn = Config("ContentKNN", config["dataset"], {k: config[k] for k in keys if k in config})
     data = load_data(knn)
     model, _ = build_model(knn, data)
     return knn, data, model
@@ -50,30 +60,39 @@ def content_knn(config) -> Tuple[object, object, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="cold-start runs' best checkpoints (RUN_DIR/saved/*.pth)")
+    parser.add_argument("--cold_item_test", choices=TEST_ROWS, default=None,
+                        help="score on these test rows (default: the run's own setting)")
     args = parser.parse_args()
+    overrides = {} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}
     references: Dict[tuple, str] = {}
     previous = None
-    print(f"{'run':<40} {'cold R@20':>9} {'held-out share':>14} {'among held-out R@20':>19}")
+    print(f"{'run':<40} {'cold R@20':>9} {'held-out share':>14} {'among held-out R@20':>19} {'MPR':>6} "
+          f"{'all R@20':>8}")
     for path in args.checkpoints:
-        run = load_run(path)
+        run = load_run(path, overrides=overrides)
         if run.data.cold_items is None or len(run.data.cold_items) == 0:
             raise SystemExit(f"{path}: not a cold-start run (cold_item_ratio is 0)")
         draw = (run.config["dataset"], run.config["cold_item_ratio"], run.config["cold_item_seed"] or
-                run.config["seed"])
+                run.config["seed"], run.config["cold_item_test"])
         if draw not in references:
             knn_config, knn_data, knn_model = content_knn(run.config)
             if not np.array_equal(knn_data.cold_items, run.data.cold_items):
                 raise SystemExit(f"{path}: content-kNN's held-out draw differs from the run's")
-            cold, share, among = held_out_scores(knn_config, knn_data, knn_model)
             references[draw] = (f"-- {draw[0]}, held-out draw of seed {draw[2]}, {len(run.data.cold_items)} "
-                                f"items ({len(run.data.cold_items) / run.data.n_items:.1%} of the catalogue)\n"
-                                f"{'content-kNN':<40} {cold:>9.4f} {share:>14.4f} {among:>19.4f}")
+                                f"items ({len(run.data.cold_items) / run.data.n_items:.1%} of the catalogue), "
+                                f"cold_item_test {run.config['cold_item_test'] or 'all'}: "
+                                f"{len(run.data.cold_test)} held-out test rows\n"
+                                + line("content-kNN", held_out_scores(knn_config, knn_data, knn_model)))
         if draw != previous:
             print(references[draw])
             previous = draw
         name = f"{run.config['model']} {'motor' if run.config['motor'] else 'id'} (seed {run.config['seed']})"
-        cold, share, among = held_out_scores(run.config, run.data, run.model)
-        print(f"{name:<40} {cold:>9.4f} {share:>14.4f} {among:>19.4f}", flush=True)
+        print(line(name, held_out_scores(run.config, run.data, run.model)), flush=True)
+
+
+def line(name: str, scores: Tuple[float, ...]) -> str:
+    cold, share, among, mpr, every = scores
+    return f"{name:<40} {cold:>9.4f} {share:>14.4f} {among:>19.4f} {mpr:>6.4f} {every:>8.4f}"
 
 
 if __name__ == "__main__":

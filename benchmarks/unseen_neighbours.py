@@ -1,11 +1,21 @@
-"""MOTOR's ``motor_unseen_neighbours`` k on a finished cold-start run, nothing retrained.
+"""MOTOR's rules for unseen items on a finished cold-start run, nothing retrained:
+``motor_unseen_neighbours`` k, and with ``--norm`` ``motor_unseen_norm`` too.
 
-Loads the run's best checkpoint once per k (``quick_start.load_run`` with the key overridden; the
-neighbours are derived from the features, not saved), and prints test Recall@20 / NDCG@20 on the
+Loads the run's best checkpoint once per (norm, k) (``quick_start.load_run`` with the keys
+overridden; the neighbours are derived from the features, not saved), and prints test Recall@20 / NDCG@20 on the
 held-out items, their share of the cold users' top 20 and Recall@20 with only the held-out items
 ranked (``quick_start.cold_metrics``, docs/benchmarks.md section 25), and Recall@20 on all test items:
 
     python benchmarks/unseen_neighbours.py RUN_DIR/saved/LightGCN-sports20-motor-<hash>.pth --k 0,5,10,20
+    python benchmarks/unseen_neighbours.py RUN.pth --k 0,10 --norm mean,off --cold_item_test own
+
+``--cold_item_test own`` scores on the protocol's other test rows (train and valid are the same, so
+the model is the same; mmrec_motor/data/cold.py).
+
+``full valid recall@20`` is validation as without the protocol: the dataset's own valid rows of the
+users who still train, held-out items' rows included, every item ranked, each user's training rows
+masked (held-out ones too). No held-out interaction was trained on, and none of these is a test
+row, so a rule for unseen items can be chosen on it (docs/benchmarks.md section 26).
 
 For backbones whose training never reads an unseen item's row (BPR, VBPR, LightGCN: their losses
 and regularisers use the batch's rows) this is exactly the run with that k; where a full-table term
@@ -15,20 +25,33 @@ are those of the trained model evaluated with the rule (docs/motor-design.md sec
 import argparse
 import warnings
 
+import numpy as np
+
+from mmrec_motor.config import Config
+from mmrec_motor.data.cold import TEST_ROWS, apply_cold_items
+from mmrec_motor.data.dataset import Split
 from mmrec_motor.experiments.plan import split_list
-from mmrec_motor.quick_start import cold_metrics, evaluator, load_run
+from mmrec_motor.quick_start import cold_metrics, evaluator, load_data, load_run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a cold-start MOTOR run's best checkpoint (RUN_DIR/saved/*.pth)")
     parser.add_argument("--k", default="0,5,10,20", help="comma-separated neighbour counts (0: off)")
+    parser.add_argument("--norm", default=None, help="comma-separated motor_unseen_norm values (default: the run's)")
+    parser.add_argument("--cold_item_test", choices=TEST_ROWS, default=None,
+                        help="score on these test rows (default: the run's own setting)")
     args = parser.parse_args()
-    print("k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  all recall@20")
-    for k in (int(x) for x in split_list(args.k, "--k")):
+    norms = [None] if args.norm is None else split_list(args.norm, "--norm")
+    base = {} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}
+    print("norm     k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  all recall@20  "
+          "full valid recall@20")
+    full_valid = None
+    for norm, k in ((n, int(x)) for n in norms for x in split_list(args.k, "--k")):
+        overrides = {**base, "motor_unseen_neighbours": k, **({} if norm is None else {"motor_unseen_norm": norm})}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            run = load_run(args.checkpoint, overrides={"motor_unseen_neighbours": k})
+            run = load_run(args.checkpoint, overrides=overrides)
         if run.data.cold_items is None or len(run.data.cold_items) == 0:
             raise SystemExit(f"{args.checkpoint}: not a cold-start run (cold_item_ratio is 0)")
         model = run.model.eval()
@@ -36,8 +59,22 @@ def main() -> None:
         cold, among = scores["cold_test"], scores["cold_test_among"]
         share = scores["cold_test_share"]["held_out_share@20"]
         every = evaluator(run.config, run.data, run.data.test).evaluate(model)
-        print(f"{k:<4d} {cold['recall@20']:<15.4f} {cold['ndcg@20']:<13.4f} {share:<18.3f} "
-              f"{among['recall@20']:<25.4f} {every['recall@20']:.4f}")
+        full_valid = full_valid or full_valid_evaluator(run.config)
+        valid = full_valid.evaluate(model)
+        print(f"{run.config['motor_unseen_norm']!s:<8} {k:<4d} {cold['recall@20']:<15.4f} {cold['ndcg@20']:<13.4f} {share:<18.3f} "
+              f"{among['recall@20']:<25.4f} {every['recall@20']:<14.4f} {valid['recall@20']:.4f}")
+
+
+def full_valid_evaluator(config):
+    """The evaluator of validation as without the protocol (module docstring): the dataset loaded
+    without it, then held out again with ``cold_item_test: own`` for its training-row mask."""
+    plain = load_data(Config("POP", config["dataset"], {"data_path": config["data_path"]}))
+    keys = ("cold_item_ratio", "cold_item_seed", "seed", "filter_out_cod_start_users")
+    own = apply_cold_items({**{k: config[k] for k in keys}, "cold_item_test": "own"}, plain)
+    trains = np.zeros(own.n_users, dtype=bool)
+    trains[own.train.users] = True
+    keep = trains[plain.valid.users]
+    return evaluator(config, own, Split(plain.valid.users[keep], plain.valid.items[keep]))
 
 
 if __name__ == "__main__":

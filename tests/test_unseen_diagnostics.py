@@ -52,3 +52,30 @@ def test_lattice_degrees_match_a_dense_computation(tmp_path, run_dirs):
             assert degrees[m][1] == float(top.min())
             mixed += mix[index] * top.sum(dim=1)
     torch.testing.assert_close(degrees["mixed"][0], mixed)
+
+
+def test_full_valid_is_validation_as_without_the_protocol(tmp_path, run_dirs):
+    """benchmarks/unseen_neighbours.py's full validation: the dataset's own valid rows of the users
+    who still train, scored as without the protocol (held-out items ranked, their train rows masked)."""
+    from mmrec_motor.data.dataset import Split
+    from mmrec_motor.evaluation import TopKEvaluator
+    from mmrec_motor.quick_start import load_data
+
+    class Scores(torch.nn.Module):                      # one fixed score row for every user
+        def __init__(self, n):
+            super().__init__()
+            self.row = torch.from_numpy(np.random.default_rng(0).random(n).astype(np.float32))
+
+        def full_sort_predict(self, interaction):
+            return self.row.expand(len(interaction[0]), -1).clone()
+
+    config = toy_config("BPR", {}, tmp_path, run_dirs, cold_item_ratio=0.3)
+    held_out, plain = load_data(config), load_data(toy_config("BPR", {}, tmp_path, run_dirs))
+    full = script("unseen_neighbours").full_valid_evaluator(config)
+    trains = np.isin(plain.valid.users, held_out.train.users)
+    assert len(held_out.valid) < trains.sum()           # the held-out items' valid rows are back
+    reference = TopKEvaluator(plain, Split(plain.valid.users[trains], plain.valid.items[trains]),
+                              config["metrics"], config["topk"], config["eval_batch_size"])
+    model = Scores(plain.n_items)
+    assert full.evaluate(model) == reference.evaluate(model)
+    assert np.array_equal(full.rank(model), reference.rank(model))
