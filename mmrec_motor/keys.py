@@ -317,11 +317,18 @@ BEFORE_THE_KEY: Dict[str, Any] = {"isolated_self_loops": False, "motor_unseen_no
                                   "motor_unseen_neighbours": 0}
 
 
+def _off_without_the_protocol(value: Any, before: Any) -> bool:
+    """True when an evaluation rule of :data:`BEFORE_THE_KEY` does nothing with the cold-item protocol
+    off: auto, off (a YAML ``off`` reads as False), or its value from before the key."""
+    return str(value).lower() in ("auto", "off") or value is False or value == before
+
+
 def run_identity(values: Mapping[str, Any]) -> str:
     """A hash of every setting that shapes the run (the keys that are not ``volatile``), so a
     checkpoint is only resumed by its own run. With the cold-item protocol off (ratio 0) its keys
-    are left out too (``cold_item_test`` also at ``all``, the rule before the key), and ``isolated_self_loops``, ``motor_unseen_norm`` and ``motor_unseen_neighbours``
-    when they are ``auto`` (off then); ``motor_fine_items_per_cell``, ``motor_fine_dropout``,
+    are left out too (``cold_item_test`` also at ``all``, the rule before the key), and
+    ``isolated_self_loops``, ``motor_unseen_norm`` and ``motor_unseen_neighbours`` when they are
+    ``auto`` or off (the same then); ``motor_fine_items_per_cell``, ``motor_fine_dropout``,
     ``motor_unseen_norm`` and ``motor_unseen_neighbours`` when MOTOR is off, and the first two at
     their first values (4, 0): the identity of runs from before those keys existed."""
     relevant = {k: v for k, v in values.items() if not key(k).volatile}
@@ -337,8 +344,8 @@ def run_identity(values: Mapping[str, Any]) -> str:
     if not relevant.get("cold_item_ratio"):
         relevant.pop("cold_item_ratio", None)
         relevant.pop("cold_item_seed", None)
-        for name in BEFORE_THE_KEY:                 # the evaluation rules: auto is off here
-            if str(relevant.get(name, "auto")).lower() == "auto":
+        for name in BEFORE_THE_KEY:                 # the evaluation rules: auto is off here, as off is
+            if _off_without_the_protocol(relevant.get(name, "auto"), BEFORE_THE_KEY[name]):
                 relevant.pop(name, None)
     return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

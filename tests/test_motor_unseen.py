@@ -106,7 +106,10 @@ def test_tcn_rescales_unseen_rows_on_both_read_paths():
 
 
 def test_cold_start_run_gives_held_out_items_the_trained_mean_length(tmp_path, run_dirs):
-    config = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, motor=True, cold_item_ratio=0.1)
+    default = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, motor=True, cold_item_ratio=0.1)
+    assert build(default)[2]["motor"]["unseen_norm"] == "off"          # off by default (benchmarks.md §26)
+    config = toy_config("BPR", {"reg_weight": 1e-4}, tmp_path, run_dirs, motor=True, cold_item_ratio=0.1,
+                        motor_unseen_norm="auto")                       # auto: mean under the protocol
     data, model, item = build(config)
     report = item["motor"]
     cold = np.bincount(data.train.items, minlength=data.n_items) == 0    # held out, or never trained on
@@ -128,8 +131,14 @@ def test_cold_start_run_gives_held_out_items_the_trained_mean_length(tmp_path, r
 def test_run_identity_of_runs_without_the_rule_is_unchanged():
     base = {"model": "BPR", "motor": True, "cold_item_ratio": 0.0}
     assert run_identity({**base, "motor_unseen_norm": "auto"}) == run_identity(base)
+    for off in ("off", False):                    # today's default: the same run without the protocol
+        assert run_identity({**base, "motor_unseen_norm": off}) == run_identity(base)
+    assert run_identity({**base, "motor_unseen_norm": "mean"}) != run_identity(base)
+    assert run_identity({**base, "motor_unseen_neighbours": 0}) == run_identity(base)
+    assert run_identity({**base, "motor_unseen_neighbours": 10}) != run_identity(base)
     cold = {**base, "cold_item_ratio": 0.1}
     assert run_identity({**cold, "motor_unseen_norm": "auto"}) != run_identity(cold)
+    assert run_identity({**cold, "motor_unseen_norm": "off"}) != run_identity({**cold, "motor_unseen_norm": "auto"})
     id_cold = {**cold, "motor": False}
     assert run_identity({**id_cold, "motor_unseen_norm": "auto"}) == run_identity(id_cold)
 
