@@ -1,5 +1,6 @@
 """MOTOR's rules for unseen items on a finished cold-start run, nothing retrained:
-``motor_unseen_neighbours`` k, and with ``--norm`` ``motor_unseen_norm`` too.
+``motor_unseen_neighbours`` k, with ``--norm`` ``motor_unseen_norm`` and with ``--loops`` the graph
+backbones' ``isolated_self_loops`` too.
 
 Loads the run's best checkpoint once per (norm, k) (``quick_start.load_run`` with the keys
 overridden; the neighbours are derived from the features, not saved), and prints test Recall@20 / NDCG@20 on the
@@ -8,6 +9,7 @@ ranked (``quick_start.cold_metrics``, docs/benchmarks.md section 25), and Recall
 
     python benchmarks/unseen_neighbours.py RUN_DIR/saved/LightGCN-sports20-motor-<hash>.pth --k 0,5,10,20
     python benchmarks/unseen_neighbours.py RUN.pth --k 0,10 --norm mean,off --cold_item_test own
+    python benchmarks/unseen_neighbours.py RUN.pth --k 10 --norm off --loops True,False --cold_item_test own
 
 ``--cold_item_test own`` scores on the protocol's other test rows (train and valid are the same, so
 the model is the same; mmrec_motor/data/cold.py).
@@ -39,16 +41,20 @@ def main() -> None:
     parser.add_argument("checkpoint", help="a cold-start MOTOR run's best checkpoint (RUN_DIR/saved/*.pth)")
     parser.add_argument("--k", default="0,5,10,20", help="comma-separated neighbour counts (0: off)")
     parser.add_argument("--norm", default=None, help="comma-separated motor_unseen_norm values (default: the run's)")
+    parser.add_argument("--loops", default=None,
+                        help="comma-separated isolated_self_loops values, True/False (default: the run's)")
     parser.add_argument("--cold_item_test", choices=TEST_ROWS, default=None,
                         help="score on these test rows (default: the run's own setting)")
     args = parser.parse_args()
     norms = [None] if args.norm is None else split_list(args.norm, "--norm")
+    loops = [None] if args.loops is None else [flag(x) for x in split_list(args.loops, "--loops")]
     base = {} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}
-    print("norm     k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  all recall@20  "
+    print("loops  norm     k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  all recall@20  "
           "full valid recall@20")
     full_valid = None
-    for norm, k in ((n, int(x)) for n in norms for x in split_list(args.k, "--k")):
-        overrides = {**base, "motor_unseen_neighbours": k, **({} if norm is None else {"motor_unseen_norm": norm})}
+    for loop, norm, k in ((lp, n, int(x)) for lp in loops for n in norms for x in split_list(args.k, "--k")):
+        overrides = {**base, "motor_unseen_neighbours": k, **({} if norm is None else {"motor_unseen_norm": norm}),
+                     **({} if loop is None else {"isolated_self_loops": loop})}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             run = load_run(args.checkpoint, overrides=overrides)
@@ -61,8 +67,15 @@ def main() -> None:
         every = evaluator(run.config, run.data, run.data.test).evaluate(model)
         full_valid = full_valid or full_valid_evaluator(run.config)
         valid = full_valid.evaluate(model)
-        print(f"{run.config['motor_unseen_norm']!s:<8} {k:<4d} {cold['recall@20']:<15.4f} {cold['ndcg@20']:<13.4f} {share:<18.3f} "
+        print(f"{run.config['isolated_self_loops']!s:<6} {run.config['motor_unseen_norm']!s:<8} {k:<4d} "
+              f"{cold['recall@20']:<15.4f} {cold['ndcg@20']:<13.4f} {share:<18.3f} "
               f"{among['recall@20']:<25.4f} {every['recall@20']:<14.4f} {valid['recall@20']:.4f}")
+
+
+def flag(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise SystemExit(f"--loops: expected True or False, got {text!r}")
+    return text.lower() == "true"
 
 
 def full_valid_evaluator(config):

@@ -132,6 +132,9 @@ KEYS: Dict[str, Key] = {
     "grid": Key(lambda v: v is None or str(v).lower() in ("full", "first"),
                 "config key 'grid' is {value!r}; expected 'full' (every combination) or 'first' (each grid "
                 "key but seed at its first value)", nullable=True, volatile=True),
+    "cold_item_test": Key(lambda v: v is None or v in ("all", "own"),
+                          "config key 'cold_item_test' is {value!r}; expected all (every interaction of a "
+                          "held-out item is a test one) or own (test keeps its own rows only)", nullable=True),
     "isolated_self_loops": Key(lambda v: v is None or isinstance(v, bool) or str(v).lower() == "auto",
                                "config key 'isolated_self_loops' must be True, False or auto, got {value!r}",
                                nullable=True),     # null (a config from before the key) = auto

@@ -309,6 +309,7 @@ def test_cold_start_end_to_end(tmp_path, run_dirs):
 @pytest.mark.parametrize("args, message", [
     (["cold-start", "-m", "BPR", "-d", "toy", "--ratio", "1.5"], "--ratio"),
     (["cold-start", "-m", "BPR", "-d", "toy", "--cold_item_ratio=0.2"], "cold_item_ratio"),
+    (["cold-start", "-m", "BPR", "-d", "toy", "--cold_item_test=some"], "'cold_item_test' is 'some'"),
     (["token-budget", "-m", "BPR", "-d", "toy", "--motor_nbits=4"], "motor_nbits"),
     (["token-budget", "-m", "BPR", "-d", "toy", "--nbits", "4,x"], "--nbits"),
     (["cold-items", "-m", "BPR", "-d", "toy", "--buckets", "5,3"], "--buckets"),
@@ -321,6 +322,20 @@ def test_bad_analysis_arguments_exit_2_before_training(tmp_path, run_dirs, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
     assert not (out / "runs").exists()
+
+
+def test_cold_start_with_each_items_own_test_rows(tmp_path, run_dirs):
+    out = tmp_path / "cold_start"
+    args = ["cold-start", "-m", "BPR", "-d", "toy", "--ratio", "0.1", "--seeds", "1", "--variants", "motor",
+            "--cold_item_test=own", "--out", str(out)]
+    assert main(args + common(tmp_path, run_dirs)) == 0
+    assert "## toy (cold_item_ratio 0.1, cold_item_test own)" in (out / "cold_start.md").read_text()
+    result = json.loads((out / "runs" / "BPR-toy-motor-1.json").read_text())
+    plain = load_data(toy_config(tmp_path, run_dirs))
+    held = load_data(toy_config(tmp_path, run_dirs, cold_item_ratio=0.1, cold_item_seed=1, cold_item_test="own"))
+    kept = np.isin(plain.test.users, held.train.users)
+    assert result["data"]["cold_test"] == int((kept & np.isin(plain.test.items, held.cold_items)).sum())
+    assert len(held.test) == int(kept.sum())              # the dataset's own test rows, users who train
 
 
 def test_cold_start_adds_later_scores_to_older_runs_from_their_checkpoints(tmp_path, run_dirs, capsys):
