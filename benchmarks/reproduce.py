@@ -13,7 +13,14 @@ for its whole grid) with its own folder ``OUT/parts/<table>/<unit>`` and caches,
 is installed). The folders resume: rerunning the same command trains only the runs that are missing.
 
 The settings are those of the published tables: each grid at its first value, MOTOR at its defaults,
-except BPR at ``reg_weight=1.0`` (benchmarks.md §1). (GRCN's MOTOR runs take
+except the keys of ``MODEL_KEYS`` for the dataset (lfm2k: BPR at ``reg_weight=1.0``, benchmarks.md
+§1; sports20: see below). The sports20 cold-start table of §26 (held-out items scored as without
+the protocol):
+
+    python benchmarks/reproduce.py --tables cold-start -d sports20 --seeds 999 \
+        --models ContentKNN,POP,LightGCN,FREEDOM,BPR,VBPR,BM3,LATTICE,SLMRec,GRCN,MMGCN \
+        --cold_item_test=own --jobs 2 --out runs/reproduce_s20 --data_path=../shared/data
+ (GRCN's MOTOR runs take
 ``motor_learning_rate=0.001`` from configs/model/GRCN.yaml.) ``--key=value``
 arguments go to every command (``--num_threads=1`` is the default here; ``--use_gpu=False``, ...).
 """
@@ -53,9 +60,14 @@ TABLE_ARGS = {
     "cold-start": ["--ratio", "0.1"],
     "token-budget": ["--subspaces", "2,4,8", "--nbits", "4,6,8", "--id-baseline"],
 }
-# config keys of one model in every table (where the published tables left the model's yaml)
-MODEL_KEYS: Dict[str, Dict[str, str]] = {
-    "BPR": {"reg_weight": "1.0"},
+# per dataset, config keys of one model in every table (where the published tables left the model's
+# yaml): on lfm2k BPR at reg_weight 1.0 (§1); on sports20 (§21-§26) BPR and VBPR at 1e-2 (their first
+# grid value, 2.0, ranks below most-popular there) and LATTICE and GRCN at a learning rate of 1e-3
+# (their grids' first rates barely train them there, §20)
+MODEL_KEYS: Dict[str, Dict[str, Dict[str, str]]] = {
+    "lfm2k": {"BPR": {"reg_weight": "1.0"}},
+    "sports20": {"BPR": {"reg_weight": "0.01"}, "VBPR": {"reg_weight": "0.01"},
+                 "LATTICE": {"learning_rate": "0.001"}, "GRCN": {"learning_rate": "0.001"}},
 }
 
 
@@ -75,7 +87,7 @@ def unit_command(table: str, model: str, variant: str, seed: int, dataset: str, 
     if table != "token-budget":
         argv += ["--variants", variant]
     argv += TABLE_ARGS[table]
-    argv += [f"--{k}={v}" for k, v in MODEL_KEYS.get(model, {}).items()] + list(overrides)
+    argv += [f"--{k}={v}" for k, v in MODEL_KEYS.get(dataset, {}).get(model, {}).items()] + list(overrides)
     argv += [f"--graph_cache_dir={cache}/graph", f"--motor_cache_dir={cache}/motor", "--out", part]
     return unit, shlex.join(argv)
 

@@ -34,6 +34,17 @@ def test_the_default_plan_is_the_published_tables():
     assert all("--ratio 0.1" in line for line in lines if " cold-start " in line)
 
 
+def test_sports20_takes_its_own_model_keys():
+    done = reproduce("--dry-run", "--tables", "cold-start", "-d", "sports20", "--seeds", "999",
+                     "--models", "BPR,VBPR,GRCN,LightGCN", "--cold_item_test=own")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 8 and all("-d sports20" in line and "--cold_item_test=own" in line for line in lines)
+    assert all("--reg_weight=0.01" in line for line in lines if " -m BPR " in line or " -m VBPR " in line)
+    assert all("--learning_rate=0.001" in line for line in lines if " -m GRCN " in line)
+    assert not any("--reg_weight" in line or "--learning_rate" in line for line in lines if " -m LightGCN " in line)
+
+
 def test_it_refuses_unknown_tables_models_and_bare_words():
     done = reproduce("--dry-run", "--tables", "bench,nope")
     assert done.returncode == 2 and "--tables: unknown nope" in done.stderr
