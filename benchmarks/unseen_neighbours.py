@@ -49,8 +49,8 @@ def main() -> None:
     norms = [None] if args.norm is None else split_list(args.norm, "--norm")
     loops = [None] if args.loops is None else [flag(x) for x in split_list(args.loops, "--loops")]
     base = {} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}
-    print("loops  norm     k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  all recall@20  "
-          "full valid recall@20")
+    print("loops  norm     k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  "
+          "all recall@20  full valid recall@20")
     full_valid = None
     for loop, norm, k in ((lp, n, int(x)) for lp in loops for n in norms for x in split_list(args.k, "--k")):
         overrides = {**base, "motor_unseen_neighbours": k, **({} if norm is None else {"motor_unseen_norm": norm}),

@@ -28,8 +28,7 @@ the features of all items, held-out ones included (features, not interactions).
 
 The returned :class:`RecData` carries ``cold_items`` (the held-out item IDs, sorted), ``cold_test``
 (the test rows of held-out items), ``cold_masked`` (``own`` only: their removed train rows) and
-``cold_dropped_users`` (users left without a training row,
-dropped or not). The held-out items enter the catalogue after validation: the validation evaluator
+``cold_dropped_users`` (users left without a training row, dropped or not). The held-out items enter the catalogue after validation: the validation evaluator
 ranks them for no user (:func:`~mmrec_motor.quick_start.split_evaluators`), so a model that ranks them
 high is not charged for it in the validation score that picks its epoch and combination; test ranks
 every item. ``quick_start`` evaluates ``cold_test`` with its own

@@ -60,8 +60,8 @@ EXPLANATION = " ".join("""
 A seeded share (cold_item_ratio) of the items with interactions is held out of training: train and
 valid keep none of their interactions; with cold_item_test all (the default) every one of them is a
 test interaction, with own test keeps only their own test rows and is scored as without the protocol
-(their train rows masked as a trained item's are), as the heading says (mmrec_motor/data/cold.py; the draw uses
-cold_item_seed, by default the run's seed, so each seed holds out other items; users left without a
+(their train rows masked as a trained item's are), as the heading says (mmrec_motor/data/cold.py; the
+draw uses cold_item_seed, by default the run's seed, so each seed holds out other items; users left without a
 training row are dropped from valid/test). Cold: test Recall@{K} / NDCG@{K} on the held-out items' test
 interactions only (users with >= 1 of them; every item ranked, training items masked). All: the ordinary
 test metrics over all test interactions (held-out ones included). At the best-valid epoch; mean ± std
