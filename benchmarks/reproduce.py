@@ -13,8 +13,8 @@ for its whole grid) with its own folder ``OUT/parts/<table>/<unit>`` and caches,
 is installed). The folders resume: rerunning the same command trains only the runs that are missing.
 
 The settings are those of the published tables: each grid at its first value, MOTOR at its defaults,
-except the keys of ``MODEL_KEYS`` for the dataset (lfm2k: BPR at ``reg_weight=1.0``, benchmarks.md
-§1; sports20: see below). The sports20 cold-start table of §26 (held-out items scored as without
+except the keys of ``MODEL_KEYS`` for the dataset (lfm2k, and any dataset without its own entry:
+BPR at ``reg_weight=1.0``, benchmarks.md §1; sports20: see below). The sports20 cold-start table of §26 (held-out items scored as without
 the protocol):
 
     python benchmarks/reproduce.py --tables cold-start -d sports20 --seeds 999 \
@@ -63,7 +63,7 @@ TABLE_ARGS = {
 # per dataset, config keys of one model in every table (where the published tables left the model's
 # yaml): on lfm2k BPR at reg_weight 1.0 (§1); on sports20 (§21-§26) BPR and VBPR at 1e-2 (their first
 # grid value, 2.0, ranks below most-popular there) and LATTICE and GRCN at a learning rate of 1e-3
-# (their grids' first rates barely train them there, §20)
+# (their grids' first rates barely train them there, §20); any other dataset takes lfm2k's
 MODEL_KEYS: Dict[str, Dict[str, Dict[str, str]]] = {
     "lfm2k": {"BPR": {"reg_weight": "1.0"}},
     "sports20": {"BPR": {"reg_weight": "0.01"}, "VBPR": {"reg_weight": "0.01"},
@@ -87,7 +87,8 @@ def unit_command(table: str, model: str, variant: str, seed: int, dataset: str, 
     if table != "token-budget":
         argv += ["--variants", variant]
     argv += TABLE_ARGS[table]
-    argv += [f"--{k}={v}" for k, v in MODEL_KEYS.get(dataset, {}).get(model, {}).items()] + list(overrides)
+    keys = MODEL_KEYS.get(dataset, MODEL_KEYS["lfm2k"]).get(model, {})
+    argv += [f"--{k}={v}" for k, v in keys.items()] + list(overrides)
     argv += [f"--graph_cache_dir={cache}/graph", f"--motor_cache_dir={cache}/motor", "--out", part]
     return unit, shlex.join(argv)
 

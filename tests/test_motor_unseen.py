@@ -63,7 +63,8 @@ def test_training_item_counts_reads_the_inter_matrix_and_names_bad_input():
         training_item_counts(None, 4)
 
 
-@pytest.mark.parametrize("value, ratio, expected", [("auto", 0, "off"), ("auto", 0.1, "mean"), (None, 0.1, "mean"),
+# null takes MOTOR's default, off since docs/motor-design.md section 12 (auto until then)
+@pytest.mark.parametrize("value, ratio, expected", [("auto", 0, "off"), ("auto", 0.1, "mean"), (None, 0.1, "off"),
                                                     ("weighted", 0, "weighted"), (False, 0.1, "off"),
                                                     ("off", 0.1, "off")])
 def test_auto_follows_the_cold_start_protocol(value, ratio, expected):

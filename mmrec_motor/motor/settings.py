@@ -37,7 +37,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_unseen_neighbours": "auto",
     "motor_fine_nbits": "auto",
     "motor_fine_items_per_cell": 4,
-    "motor_unseen_norm": "auto",
+    "motor_unseen_norm": "off",
     # read by the tuned protocol (mmrec_motor/experiments/tuning.py), not here
     "motor_tuning_grid": {"motor_fine_nbits": ["auto", None]},
 }
@@ -119,7 +119,8 @@ def dropout_setting(config, key: str) -> float:
 
 
 def unseen_norm_setting(config) -> str:
-    """``motor_unseen_norm`` as mean / weighted / off (:mod:`.unseen`); auto = mean iff cold_item_ratio > 0."""
+    """``motor_unseen_norm`` as mean / weighted / off (:mod:`.unseen`); default off; auto = mean iff
+    cold_item_ratio > 0."""
     value = motor_setting(config, "motor_unseen_norm")
     mode = "off" if value is False else str(value).lower()
     if mode not in UNSEEN_NORM_MODES:
