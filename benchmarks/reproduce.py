@@ -14,15 +14,14 @@ is installed). The folders resume: rerunning the same command trains only the ru
 
 The settings are those of the published tables: each grid at its first value, MOTOR at its defaults,
 except the keys of ``MODEL_KEYS`` for the dataset (lfm2k, and any dataset without its own entry:
-BPR at ``reg_weight=1.0``, benchmarks.md §1; sports20: see below). The sports20 cold-start table of §26 (held-out items scored as without
-the protocol):
+BPR at ``reg_weight=1.0``, benchmarks.md §1; sports20: the settings of §21-§26). (GRCN's MOTOR runs
+take ``motor_learning_rate=0.001`` from configs/model/GRCN.yaml.) ``--key=value`` arguments go to
+every command (``--num_threads=1`` is the default here; ``--use_gpu=False``, ...). The sports20
+cold-start table of §26 (held-out items scored as without the protocol):
 
     python benchmarks/reproduce.py --tables cold-start -d sports20 --seeds 999 \
         --models ContentKNN,POP,LightGCN,FREEDOM,BPR,VBPR,BM3,LATTICE,SLMRec,GRCN,MMGCN \
         --cold_item_test=own --jobs 2 --out runs/reproduce_s20 --data_path=../shared/data
- (GRCN's MOTOR runs take
-``motor_learning_rate=0.001`` from configs/model/GRCN.yaml.) ``--key=value``
-arguments go to every command (``--num_threads=1`` is the default here; ``--use_gpu=False``, ...).
 """
 import argparse
 import os

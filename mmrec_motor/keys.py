@@ -26,6 +26,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adamw": "AdamW"}
 METRICS = ("recall", "ndcg", "precision", "map")
 
+#: values of ``cold_item_test`` (mmrec_motor/data/cold.py); the first is the default
+COLD_ITEM_TEST = ("all", "own")
+
 
 class ConfigError(ValueError):
     """A configuration problem the user can fix: names the file or key and what was expected."""
@@ -132,7 +135,7 @@ KEYS: Dict[str, Key] = {
     "grid": Key(lambda v: v is None or str(v).lower() in ("full", "first"),
                 "config key 'grid' is {value!r}; expected 'full' (every combination) or 'first' (each grid "
                 "key but seed at its first value)", nullable=True, volatile=True),
-    "cold_item_test": Key(lambda v: v is None or v in ("all", "own"),
+    "cold_item_test": Key(lambda v: v is None or v in COLD_ITEM_TEST,
                           "config key 'cold_item_test' is {value!r}; expected all (every interaction of a "
                           "held-out item is a test one) or own (test keeps its own rows only)", nullable=True),
     "isolated_self_loops": Key(lambda v: v is None or isinstance(v, bool) or str(v).lower() == "auto",

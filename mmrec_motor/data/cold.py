@@ -28,10 +28,11 @@ the features of all items, held-out ones included (features, not interactions).
 
 The returned :class:`RecData` carries ``cold_items`` (the held-out item IDs, sorted), ``cold_test``
 (the test rows of held-out items), ``cold_masked`` (``own`` only: their removed train rows) and
-``cold_dropped_users`` (users left without a training row, dropped or not). The held-out items enter the catalogue after validation: the validation evaluator
-ranks them for no user (:func:`~mmrec_motor.quick_start.split_evaluators`), so a model that ranks them
-high is not charged for it in the validation score that picks its epoch and combination; test ranks
-every item. ``quick_start`` evaluates ``cold_test`` with its own
+``cold_dropped_users`` (users left without a training row, dropped or not). The held-out items
+enter the catalogue after validation: the validation evaluator ranks them for no user
+(:func:`~mmrec_motor.quick_start.split_evaluators`), so a model that ranks them high is not charged
+for it in the validation score that picks its epoch and combination; test ranks every item.
+``quick_start`` evaluates ``cold_test`` with its own
 :class:`~mmrec_motor.evaluation.TopKEvaluator` (users with >= 1 held-out test item, every item ranked,
 training items masked) and reports it as ``cold_test`` next to ``test``.
 """
@@ -43,6 +44,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from mmrec_motor.data.dataset import DataError, RecData, Split
+from mmrec_motor.keys import COLD_ITEM_TEST
 
 
 def _pairs(split: Split, keep: np.ndarray) -> Split:
@@ -50,7 +52,7 @@ def _pairs(split: Split, keep: np.ndarray) -> Split:
 
 
 #: the values of ``cold_item_test`` (module docstring); the first is the default
-TEST_ROWS = ("all", "own")
+TEST_ROWS = COLD_ITEM_TEST
 
 
 def hold_out_items(data: RecData, ratio: float, seed: int, drop_cold_users: bool = True,
