@@ -158,12 +158,17 @@ def test_staged_search_plans_backbone_points_first_then_the_best_with_motor_s_ot
     more = second_stage("BPR", "toy", over, stage_one, [0.1, 0.3, 0.3])
     assert more == [{"reg_weight": 1e-2, "motor_content": "none", "motor_fine_nbits": None, "motor": True}]
     assert len(stage_one) + len(more) == len(tuning_plan("BPR", "toy", "id", 4, {}))
-    # one own combination: staged is paired; too small a budget is refused, naming both counts
+    # one own combination: staged is paired
     assert tuning_plan("BPR", "toy", "motor", 3, {"motor_tuning_grid": {}}, search="staged") == \
         tuning_plan("BPR", "toy", "motor", 3, {"motor_tuning_grid": {}})
+    # fewer points than MOTOR's own combinations (budget 2, three of MOTOR's): the first point with
+    # MOTOR's first combination, then that point with the second; 2 runs, as the ID side
     three = {"motor_tuning_grid": {"motor_tcn": ["mean", "fm", "agnostic"]}}
-    with pytest.raises(ConfigError, match=r"needs at least as many combinations as MOTOR's own \(3.*has 2"):
-        tuning_plan("BPR", "toy", "motor", 2, three, search="staged")
+    first = tuning_plan("BPR", "toy", "motor", 2, three, search="staged")
+    assert first == [{"reg_weight": 2.0, "motor_tcn": "mean", "motor": True}]
+    more = second_stage("BPR", "toy", three, first, [0.2], total=2)
+    assert more == [{"reg_weight": 2.0, "motor_tcn": "fm", "motor": True}]
+    assert len(second_stage("BPR", "toy", three, first, [0.2])) == 2      # without total: every other one
     with pytest.raises(ConfigError, match="MOTOR search must be one of paired, staged, got 'greedy'"):
         tuning_plan("BPR", "toy", "motor", 2, over, search="greedy")
     # staged is the default, of the plan and of the command line
@@ -195,3 +200,23 @@ def test_bench_staged_search_end_to_end(tmp_path, run_dirs):
     assert {r["config"]["tuning_budget"] for r in motor.values()} == {3}
     assert "| 3/3 |" in (out / "summary.md").read_text()
     assert main(args) == 0
+
+
+def test_bench_staged_search_with_a_one_point_grid(tmp_path, run_dirs):
+    """A backbone grid of one point (LGMRec's in MMRec's yaml; here BPR with reg_weight pinned) under
+    the staged search: one run a side, MOTOR at its defaults, no stage 2."""
+    from mmrec_motor.cli import main
+    from mmrec_motor.experiments.store import load_runs
+
+    out = tmp_path / "bench"
+    args = ["bench", "-m", "BPR", "-d", "toy", "--seeds", "1", "--protocol", "tuned", "--budget", "3",
+            "--out", str(out), "--epochs=2", "--reg_weight=0.01", f"--data_path={tmp_path / 'data'}",
+            "--motor_tuning_grid={motor_tcn: [mean, fm]}", "--motor_quantizer=pq",
+            f"--graph_cache_dir={run_dirs['graph_cache_dir']}", f"--motor_cache_dir={run_dirs['motor_cache_dir']}",
+            "--use_gpu=False"]
+    assert main(args) == 0
+    runs = load_runs(str(out))
+    assert sorted(r["motor"] for r in runs) == [False, True]
+    motor = next(r for r in runs if r["motor"])
+    assert motor["config"]["motor_tcn"] == "mean" and motor["config"]["tuning_budget"] == 1
+    assert "| 1/1 |" in (out / "summary.md").read_text()

@@ -121,7 +121,7 @@ def staged_second_stage(specs: Sequence[RunSpec], out: str, overrides: Mapping[s
         own_keys = ("tuning_budget", "tuning_combination")
         stage_one = [{k: v for k, v in s.extra if k not in own_keys} for s in group]
         total = dict(group[0].extra)["tuning_budget"]
-        for j, combo in enumerate(second_stage(m, d, overrides, stage_one, scores)):
+        for j, combo in enumerate(second_stage(m, d, overrides, stage_one, scores, total)):
             more.append(_tuned_spec(m, d, "motor", seed, len(group) + j, combo, total))
     return more
 

@@ -21,7 +21,10 @@ N' = min(N, P) points:
   weak last point and lost 13%; docs/motor-design.md section 8).
 * ``staged`` (the default): the backbone first. Stage 1 trains N' - Q + 1 evenly spaced backbone
   points with c_0 (MOTOR's defaults); stage 2 trains the stage-1 point with the best validation score with each of
-  c_1 .. c_{Q-1}. N' runs in all, as the ID side; N' >= Q is required.
+  c_1 .. c_{Q-1}. N' runs in all, as the ID side. With the same count, stage 1 has Q - 1 backbone points
+  fewer than the ID side (docs/benchmarks.md section 26). A side with fewer points than MOTOR has own
+  combinations (N' < Q: LGMRec's one-point grid) trains b_0 with c_0 .. c_{N'-1}: stage 1 is b_0 with c_0,
+  stage 2 the first N' - 1 of the others.
 
 Each side reports, per seed, the test metrics of its combination with the best validation score
 (``valid_metric``); the number of combinations each side had is part of every report.
@@ -29,7 +32,7 @@ Each side reports, per seed, the test metrics of its combination with the best v
 from __future__ import annotations
 
 import itertools
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from mmrec_motor.config import Config, ConfigError
 
@@ -95,11 +98,7 @@ def tuning_plan(model: str, dataset: str, side: str, budget: int,
     own = motor_points(config)
     if search == "paired" or len(own) == 1:
         return [{**p, **own[k % len(own)], "motor": True} for k, p in enumerate(points)]
-    first = len(points) - (len(own) - 1)
-    if first < 1:
-        raise ConfigError(f"{model} on {dataset}: the staged MOTOR search needs at least as many "
-                          f"combinations as MOTOR's own ({len(own)}, motor_tuning_grid), but the side has "
-                          f"{len(points)} (--budget {budget}, {model}'s grid)")
+    first = max(1, len(points) - (len(own) - 1))
     return [{**p, **own[0], "motor": True} for p in backbone_points(config, first)]
 
 
@@ -109,14 +108,17 @@ def is_staged(model: str, dataset: str, overrides: Mapping[str, Any], search: st
 
 
 def second_stage(model: str, dataset: str, overrides: Mapping[str, Any],
-                 stage_one: List[Dict[str, Any]], scores: List[float]) -> List[Dict[str, Any]]:
+                 stage_one: List[Dict[str, Any]], scores: List[float],
+                 total: Optional[int] = None) -> List[Dict[str, Any]]:
     """The staged search's stage 2: the backbone keys of the stage-1 combination with the best
     validation score (``scores``, one per ``stage_one`` entry; ties: the earlier one) with each of
-    MOTOR's own combinations but the first."""
+    MOTOR's own combinations but the first; with ``total`` (the side's whole count, the ID side's),
+    only the first ``total - len(stage_one)`` of them."""
     if len(stage_one) != len(scores) or not stage_one:
         raise ValueError(f"second_stage: {len(stage_one)} stage-1 combinations and {len(scores)} scores")
     config = Config(model, dataset, dict(overrides))
     own = motor_points(config)
     best = max(range(len(scores)), key=lambda k: (scores[k], -k))
     backbone = {k: v for k, v in stage_one[best].items() if k != "motor" and k not in own[0]}
-    return [{**backbone, **combo, "motor": True} for combo in own[1:]]
+    others = own[1:] if total is None else own[1:1 + max(0, int(total) - len(stage_one))]
+    return [{**backbone, **combo, "motor": True} for combo in others]
