@@ -1,8 +1,12 @@
 """MOTOR's rules for unseen items on a finished cold-start run, nothing retrained:
 ``motor_unseen_neighbours`` k, with ``--norm`` ``motor_unseen_norm`` and with ``--loops`` the graph
-backbones' ``isolated_self_loops`` too.
+backbones' ``isolated_self_loops`` too. ``--power`` t gives the unseen rows s^t instead of the
+length rule's factor s (t = 1: the rule; t = 0: no rescaling, as ``off``), a diagnostic of the
+lengths between the two (docs/benchmarks.md section 27); it applies where ``--norm`` is mean or weighted.
+``--blend`` a: an unseen row becomes (1 - a) e_i + a (its neighbours' mean) instead of the half blend
+(a = 1/2), a diagnostic too.
 
-Loads the run's best checkpoint once per (loops, norm, k) (``quick_start.load_run`` with the keys
+Loads the run's best checkpoint once per (loops, norm, power, blend, k) (``quick_start.load_run`` with the keys
 overridden; the neighbours are derived from the features, not saved), and prints test Recall@20 /
 NDCG@20 on the held-out items, their share of the cold users' top 20 and Recall@20 with only the held-out items
 ranked (``quick_start.cold_metrics``, docs/benchmarks.md section 25), and Recall@20 on all test items:
@@ -10,6 +14,8 @@ ranked (``quick_start.cold_metrics``, docs/benchmarks.md section 25), and Recall
     python benchmarks/unseen_neighbours.py RUN_DIR/saved/LightGCN-sports20-motor-<hash>.pth --k 0,5,10,20
     python benchmarks/unseen_neighbours.py RUN.pth --k 0,10 --norm mean,off --cold_item_test own
     python benchmarks/unseen_neighbours.py RUN.pth --k 10 --norm off --loops True,False --cold_item_test own
+    python benchmarks/unseen_neighbours.py RUN.pth --k 10 --norm mean --power 0,0.5,1 --cold_item_test own
+    python benchmarks/unseen_neighbours.py RUN.pth --k 10 --norm off --blend 0,0.5,1 --cold_item_test own
 
 ``--cold_item_test own`` scores on the protocol's other test rows (train and valid are the same, so
 the model is the same; mmrec_motor/data/cold.py).
@@ -25,6 +31,8 @@ reads it (BM3's EmbLoss, FREEDOM's item-item graph) training would differ a litt
 are those of the trained model evaluated with the rule (docs/motor-design.md section 11).
 """
 import argparse
+import contextlib
+import functools
 import warnings
 
 import numpy as np
@@ -33,6 +41,7 @@ from mmrec_motor.config import Config
 from mmrec_motor.data.cold import TEST_ROWS, apply_cold_items
 from mmrec_motor.data.dataset import Split
 from mmrec_motor.experiments.plan import split_list
+from mmrec_motor.motor import tcn, unseen
 from mmrec_motor.quick_start import cold_metrics, evaluator, load_data, load_run
 
 
@@ -43,33 +52,59 @@ def main() -> None:
     parser.add_argument("--norm", default=None, help="comma-separated motor_unseen_norm values (default: the run's)")
     parser.add_argument("--loops", default=None,
                         help="comma-separated isolated_self_loops values, True/False (default: the run's)")
+    parser.add_argument("--power", default=None,
+                        help="comma-separated exponents t in [0, 1] of the length rule's factor (default: 1)")
+    parser.add_argument("--blend", default=None,
+                        help="comma-separated weights a in [0, 1] of the neighbours' mean (default: 0.5)")
     parser.add_argument("--cold_item_test", choices=TEST_ROWS, default=None,
                         help="score on these test rows (default: the run's own setting)")
     args = parser.parse_args()
     norms = [None] if args.norm is None else split_list(args.norm, "--norm")
     loops = [None] if args.loops is None else [flag(x) for x in split_list(args.loops, "--loops")]
+    powers = [1.0] if args.power is None else [float(x) for x in split_list(args.power, "--power")]
+    if any(not 0.0 <= t <= 1.0 for t in powers):
+        raise SystemExit(f"--power: every exponent must be in [0, 1], got {args.power!r}")
+    blends = [0.5] if args.blend is None else [float(x) for x in split_list(args.blend, "--blend")]
+    if any(not 0.0 <= a <= 1.0 for a in blends):
+        raise SystemExit(f"--blend: every weight must be in [0, 1], got {args.blend!r}")
     base = {} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}
-    print("loops  norm     k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  "
+    print("loops  norm     power  blend  k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  "
           "all recall@20  full valid recall@20")
     full_valid = None
-    for loop, norm, k in ((lp, n, int(x)) for lp in loops for n in norms for x in split_list(args.k, "--k")):
+    for loop, norm, power, blend, k in ((lp, n, t, a, int(x)) for lp in loops for n in norms for t in powers
+                                        for a in blends for x in split_list(args.k, "--k")):
         overrides = {**base, "motor_unseen_neighbours": k, **({} if norm is None else {"motor_unseen_norm": norm}),
                      **({} if loop is None else {"isolated_self_loops": loop})}
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), unseen_rules(power, blend):
             warnings.simplefilter("ignore")
             run = load_run(args.checkpoint, overrides=overrides)
         if run.data.cold_items is None or len(run.data.cold_items) == 0:
             raise SystemExit(f"{args.checkpoint}: not a cold-start run (cold_item_ratio is 0)")
         model = run.model.eval()
-        scores = cold_metrics(run.config, run.data, evaluator(run.config, run.data, run.data.cold_test), model)
+        full_valid = full_valid or full_valid_evaluator(run.config)
+        with unseen_rules(power, blend):
+            scores = cold_metrics(run.config, run.data, evaluator(run.config, run.data, run.data.cold_test), model)
+            every = evaluator(run.config, run.data, run.data.test).evaluate(model)
+            valid = full_valid.evaluate(model)
         cold, among = scores["cold_test"], scores["cold_test_among"]
         share = scores["cold_test_share"]["held_out_share@20"]
-        every = evaluator(run.config, run.data, run.data.test).evaluate(model)
-        full_valid = full_valid or full_valid_evaluator(run.config)
-        valid = full_valid.evaluate(model)
-        print(f"{run.config['isolated_self_loops']!s:<6} {run.config['motor_unseen_norm']!s:<8} {k:<4d} "
+        print(f"{run.config['isolated_self_loops']!s:<6} {run.config['motor_unseen_norm']!s:<8} {power:<6g} {blend:<6g} {k:<4d} "
               f"{cold['recall@20']:<15.4f} {cold['ndcg@20']:<13.4f} {share:<18.3f} "
               f"{among['recall@20']:<25.4f} {every['recall@20']:<14.4f} {valid['recall@20']:.4f}")
+
+
+@contextlib.contextmanager
+def unseen_rules(power: float, blend: float):
+    """While inside, the length rule multiplies the unseen rows by s^power, s its own factor
+    (:func:`mmrec_motor.motor.unseen.unseen_factor`), and the neighbour blend borrows the share
+    ``blend`` (:func:`mmrec_motor.motor.unseen.blend_neighbours`); the TCN calls both at every forward."""
+    factor, blend_rule = unseen.unseen_factor, tcn.blend_neighbours
+    unseen.unseen_factor = lambda table, weights, mask: factor(table, weights, mask) ** power
+    tcn.blend_neighbours = functools.partial(blend_rule, weight=blend)
+    try:
+        yield
+    finally:
+        unseen.unseen_factor, tcn.blend_neighbours = factor, blend_rule
 
 
 def flag(text: str) -> bool:

@@ -212,6 +212,11 @@ def test_blend_is_half_own_row_half_the_neighbours_mean_and_detached():
     torch.testing.assert_close(blend_neighbours(table[rows], unseen, ids, rows=rows, full=table), out[rows])
     out[[0, 3]].sum().backward()          # only the unseen rows' own halves carry gradient
     torch.testing.assert_close(table.grad, torch.tensor([[0.5, 0.5], [0, 0], [0, 0], [0.5, 0.5], [0, 0], [0, 0]]))
+    # another share borrowed (the diagnostic's --blend): a quarter own row, three quarters neighbours
+    quarter = blend_neighbours(table.detach(), unseen, ids, weight=0.75)
+    torch.testing.assert_close(quarter[0], (0.25 * table[0] + 0.75 * 0.5 * (table[1] + table[2])).detach())
+    torch.testing.assert_close(blend_neighbours(table.detach()[rows], unseen, ids, rows=rows, full=table.detach(),
+                                                weight=0.75), quarter[rows])
 
 
 def test_tcn_blends_then_rescales_on_both_read_paths():

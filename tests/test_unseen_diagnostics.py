@@ -4,6 +4,7 @@ items without a training edge (benchmarks/unseen_graph_rules.py) and LATTICE's l
 import importlib.util
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
@@ -79,3 +80,20 @@ def test_full_valid_is_validation_as_without_the_protocol(tmp_path, run_dirs):
     model = Scores(plain.n_items)
     assert full.evaluate(model) == reference.evaluate(model)
     assert np.array_equal(full.rank(model), reference.rank(model))
+
+
+def test_unseen_rules_scale_the_length_and_the_blend_then_restore_them():
+    """benchmarks/unseen_neighbours.py --power / --blend: s^t for the length factor, the borrowed share
+    for the blend, MOTOR's own rules again outside the block."""
+    from mmrec_motor.motor import tcn, unseen
+
+    table = torch.tensor([[3.0, 0.0], [0.0, 5.0], [1.0, 0.0], [0.0, -3.0]])
+    weights, mask = torch.tensor([1.0, 1.0, 0.0, 0.0]), torch.tensor([False, False, True, True])
+    rules = script("unseen_neighbours").unseen_rules
+    assert unseen.unseen_factor(table, weights, mask).item() == 2.0        # mean length 4, unseen 2
+    with rules(0.5, 1.0):
+        assert unseen.unseen_factor(table, weights, mask).item() == pytest.approx(2.0 ** 0.5)
+        out = tcn.blend_neighbours(table, torch.tensor([2]), torch.tensor([[0, 1]]))
+        torch.testing.assert_close(out[2], torch.tensor([1.5, 2.5]))   # the neighbours' mean only
+    assert unseen.unseen_factor(table, weights, mask).item() == 2.0
+    assert tcn.blend_neighbours is unseen.blend_neighbours

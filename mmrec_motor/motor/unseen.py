@@ -154,9 +154,10 @@ def unseen_neighbours(content: Sequence[np.ndarray], counts: Sequence[int], k: i
 
 
 def blend_neighbours(table: torch.Tensor, unseen: torch.Tensor, neighbours: torch.Tensor,
-                     rows: Optional[torch.Tensor] = None, full: Optional[torch.Tensor] = None
-                     ) -> torch.Tensor:
-    """``table`` with each unseen row e_i replaced by (e_i + mean_{j in N(i)} e_j) / 2, the neighbours'
+                     rows: Optional[torch.Tensor] = None, full: Optional[torch.Tensor] = None,
+                     weight: float = 0.5) -> torch.Tensor:
+    """``table`` with each unseen row e_i replaced by (1 - a) e_i + a mean_{j in N(i)} e_j, a = ``weight``
+    (MOTOR uses 1/2; other values are a diagnostic, docs/benchmarks.md section 27), the neighbours'
     mean detached (no gradient reaches the trained rows through it).
 
     ``unseen`` (U,) and ``neighbours`` (U, k) item ids. ``rows`` None: ``table`` is the whole (n, d)
@@ -167,7 +168,7 @@ def blend_neighbours(table: torch.Tensor, unseen: torch.Tensor, neighbours: torc
     borrowed = source.detach()[neighbours].mean(dim=1)                        # (U, d)
     if rows is None:
         out = table.clone()
-        out[unseen] = 0.5 * (table[unseen] + borrowed)
+        out[unseen] = (1.0 - weight) * table[unseen] + weight * borrowed
         return out
     position = torch.full((source.shape[0],), -1, dtype=torch.long, device=table.device)
     position[unseen] = torch.arange(unseen.numel(), device=table.device)
@@ -176,5 +177,5 @@ def blend_neighbours(table: torch.Tensor, unseen: torch.Tensor, neighbours: torc
     if not bool(hit.any()):
         return table
     out = table.clone()
-    out[hit] = 0.5 * (table[hit] + borrowed[slot[hit]])
+    out[hit] = (1.0 - weight) * table[hit] + weight * borrowed[slot[hit]]
     return out
