@@ -68,8 +68,8 @@ def main() -> None:
     if any(not 0.0 <= a <= 1.0 for a in blends):
         raise SystemExit(f"--blend: every weight must be in [0, 1], got {args.blend!r}")
     base = {} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}
-    print("loops  norm     power  blend  k    cold recall@20  cold ndcg@20  held-out share@20  among held-out recall@20  "
-          "all recall@20  full valid recall@20")
+    print("loops  norm     power  blend  k    cold recall@20  cold ndcg@20  held-out share@20  "
+          "among held-out recall@20  all recall@20  full valid recall@20")
     full_valid = None
     for loop, norm, power, blend, k in ((lp, n, t, a, int(x)) for lp in loops for n in norms for t in powers
                                         for a in blends for x in split_list(args.k, "--k")):
@@ -88,7 +88,8 @@ def main() -> None:
             valid = full_valid.evaluate(model)
         cold, among = scores["cold_test"], scores["cold_test_among"]
         share = scores["cold_test_share"]["held_out_share@20"]
-        print(f"{run.config['isolated_self_loops']!s:<6} {run.config['motor_unseen_norm']!s:<8} {power:<6g} {blend:<6g} {k:<4d} "
+        print(f"{run.config['isolated_self_loops']!s:<6} {run.config['motor_unseen_norm']!s:<8} "
+              f"{power:<6g} {blend:<6g} {k:<4d} "
               f"{cold['recall@20']:<15.4f} {cold['ndcg@20']:<13.4f} {share:<18.3f} "
               f"{among['recall@20']:<25.4f} {every['recall@20']:<14.4f} {valid['recall@20']:.4f}")
 
