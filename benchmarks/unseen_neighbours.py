@@ -75,14 +75,14 @@ def main() -> None:
                                         for a in blends for x in split_list(args.k, "--k")):
         overrides = {**base, "motor_unseen_neighbours": k, **({} if norm is None else {"motor_unseen_norm": norm}),
                      **({} if loop is None else {"isolated_self_loops": loop})}
-        with warnings.catch_warnings(), unseen_rules(power, blend):
-            warnings.simplefilter("ignore")
-            run = load_run(args.checkpoint, overrides=overrides)
-        if run.data.cold_items is None or len(run.data.cold_items) == 0:
-            raise SystemExit(f"{args.checkpoint}: not a cold-start run (cold_item_ratio is 0)")
-        model = run.model.eval()
-        full_valid = full_valid or full_valid_evaluator(run.config)
-        with unseen_rules(power, blend):
+        with unseen_rules(power, blend):          # loading and scoring alike see the rules' settings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run = load_run(args.checkpoint, overrides=overrides)
+            if run.data.cold_items is None or len(run.data.cold_items) == 0:
+                raise SystemExit(f"{args.checkpoint}: not a cold-start run (cold_item_ratio is 0)")
+            model = run.model.eval()
+            full_valid = full_valid or full_valid_evaluator(run.config)
             scores = cold_metrics(run.config, run.data, evaluator(run.config, run.data, run.data.cold_test), model)
             every = evaluator(run.config, run.data, run.data.test).evaluate(model)
             valid = full_valid.evaluate(model)
