@@ -97,3 +97,31 @@ def test_unseen_rules_scale_the_length_and_the_blend_then_restore_them():
         torch.testing.assert_close(out[2], torch.tensor([1.5, 2.5]))   # the neighbours' mean only
     assert unseen.unseen_factor(table, weights, mask).item() == 2.0
     assert tcn.blend_neighbours is unseen.blend_neighbours
+
+
+def test_neighbour_lengths_give_unseen_rows_their_neighbours_length():
+    """benchmarks/unseen_neighbours.py --nlength P [--keep-group], by hand: item 2 (unseen, [1, 0]) blends
+    with its neighbours 0 and 1 ([3, 0], [0, 5], mean length 4) into [1.25, 1.25]; P = 1 makes it 4 long.
+    Item 3 (unseen, [0, -3]) blends with neighbour 0 into [1.5, -1.5]; P = 1 makes it 3 long. With
+    --keep-group the two are rescaled together to their blended mean length."""
+    from mmrec_motor.motor import tcn, unseen
+
+    table = torch.tensor([[3.0, 0.0], [0.0, 5.0], [1.0, 0.0], [0.0, -3.0]])
+    items, neighbours = torch.tensor([2, 3]), torch.tensor([[0, 1], [0, 0]])
+    rules = script("unseen_neighbours").unseen_rules
+    blended = torch.tensor([[1.25, 1.25], [1.5, -1.5]])
+    with rules(1.0, 0.5, 1.0):
+        out = tcn.blend_neighbours(table, items, neighbours)
+    torch.testing.assert_close(out[:2], table[:2])
+    torch.testing.assert_close(out[2:].norm(dim=1), torch.tensor([4.0, 3.0]))
+    torch.testing.assert_close(out[2:] / out[2:].norm(dim=1, keepdim=True),
+                               blended / blended.norm(dim=1, keepdim=True))
+    with rules(1.0, 0.5, 1.0, keep_group=True):
+        grouped = tcn.blend_neighbours(table, items, neighbours)
+        batch = tcn.blend_neighbours(table[[3, 0]], items, neighbours, rows=torch.tensor([3, 0]), full=table)
+    torch.testing.assert_close(grouped[2:].norm(dim=1).mean(), blended.norm(dim=1).mean())
+    torch.testing.assert_close(grouped[2:].norm(dim=1) / grouped[3].norm(), torch.tensor([4.0 / 3.0, 1.0]))
+    torch.testing.assert_close(batch, grouped[[3, 0]])
+    with rules(1.0, 0.5, 0.0):
+        torch.testing.assert_close(tcn.blend_neighbours(table, items, neighbours)[2:], blended)
+    assert tcn.blend_neighbours is unseen.blend_neighbours
