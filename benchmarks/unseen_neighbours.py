@@ -89,7 +89,8 @@ def main() -> None:
                                                  for x in split_list(args.k, "--k")):
         overrides = {**base, "motor_unseen_neighbours": k, **({} if norm is None else {"motor_unseen_norm": norm}),
                      **({} if loop is None else {"isolated_self_loops": loop})}
-        with unseen_rules(power, blend, nlength, args.keep_group):          # loading and scoring alike see the rules' settings
+        # loading and scoring alike see the rules' settings
+        with unseen_rules(power, blend, nlength, args.keep_group):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 run = load_run(args.checkpoint, overrides=overrides)
