@@ -125,3 +125,16 @@ def test_neighbour_lengths_give_unseen_rows_their_neighbours_length():
     with rules(1.0, 0.5, 0.0):
         torch.testing.assert_close(tcn.blend_neighbours(table, items, neighbours)[2:], blended)
     assert tcn.blend_neighbours is unseen.blend_neighbours
+
+
+def test_cold_neighbours_rows_are_their_neighbours_mean_rows():
+    """benchmarks/cold_neighbours.py: a held-out item's graph row becomes the mean of its neighbours'
+    rows; every other row and every column stay. 1 user, 3 items (nodes 1-3); item 2 (node 3) is held
+    out with neighbours items 0 and 1."""
+    adj = sp.csr_matrix(np.array([[0.0, 0.5, 0.5, 0.0],
+                                  [1.0, 0.0, 0.0, 0.0],
+                                  [0.2, 0.0, 0.0, 0.8],
+                                  [0.0, 0.0, 0.0, 1.0]]))
+    out = script("cold_neighbours").neighbour_rows(adj, 1, np.array([2]), np.array([[0, 1]])).toarray()
+    np.testing.assert_allclose(out[:3], adj.toarray()[:3])
+    np.testing.assert_allclose(out[3], [0.6, 0.0, 0.0, 0.4])
