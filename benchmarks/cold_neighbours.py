@@ -17,8 +17,10 @@ for each k (``quick_start.cold_metrics``):
     python benchmarks/cold_neighbours.py RUN.pth --k 0,10 --unseen_neighbours 10 --norm off --cold_item_test own
 
 k = 0 is the graph as the run had it. MOTOR's own neighbour rule (``motor_unseen_neighbours``) is off
-unless ``--unseen_neighbours`` sets it, so that by default only the graph differs between the rows. For backbones whose user-item graph is the attribute
-``norm_adj`` (BM3, FREEDOM, SLMRec) or ``norm_adj_matrix`` (LightGCN).
+unless ``--unseen_neighbours`` sets it, so that by default only the graph differs between the rows.
+For backbones whose user-item graph is the attribute ``norm_adj`` (BM3, FREEDOM, SLMRec, LATTICE) or
+``norm_adj_matrix`` (LightGCN), and whose text features are kept as ``t_feat`` (``--modality v``:
+``v_feat``).
 """
 import argparse
 
