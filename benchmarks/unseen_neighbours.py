@@ -13,7 +13,8 @@ section 28).
 Loads the run's best checkpoint once per (loops, norm, power, blend, nlength, k)
 (``quick_start.load_run`` with the keys overridden; the neighbours are derived from the features, not
 saved), and prints test Recall@20 / NDCG@20 on the held-out items, their share of the cold users' top
-20 and Recall@20 with only the held-out items ranked (``quick_start.cold_metrics``, docs/benchmarks.md section 25), and Recall@20 on all test items:
+20 and Recall@20 with only the held-out items ranked (``quick_start.cold_metrics``, docs/benchmarks.md
+section 25), and Recall@20 on all test items:
 
     python benchmarks/unseen_neighbours.py RUN_DIR/saved/LightGCN-sports20-motor-<hash>.pth --k 0,5,10,20
     python benchmarks/unseen_neighbours.py RUN.pth --k 0,10 --norm mean,off --cold_item_test own
