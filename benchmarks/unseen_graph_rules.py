@@ -3,11 +3,14 @@ training edge does to the held-out items (docs/benchmarks.md section 25).
 
 Loads a finished cold-start run from its best checkpoint (``quick_start.load_run``; nothing is
 retrained) and prints, per rule, Recall@20 and the mean percentile rank of the held-out items
-(``cold``), Recall@20 over all test items (``all``), and the mean length of the held-out and of
-the trained items' representations (GRCN, MMGCN: the rows ``forward()`` gives for scoring):
+(``cold``), their share of the cold users' top 20 and Recall@20 with only them ranked (``among``,
+``quick_start.cold_metrics``), Recall@20 over all test items (``all``), and the mean length of the
+held-out and of the trained items' representations (GRCN, MMGCN: the rows ``forward()`` gives for
+scoring); ``--cold_item_test own`` scores on the protocol's other test rows (mmrec_motor/data/cold.py):
 
     python benchmarks/unseen_graph_rules.py RUN_DIR/saved/GRCN-sports20-motor-<hash>.pth
     python benchmarks/unseen_graph_rules.py RUN_DIR/saved/MMGCN-sports20-motor-<hash>.pth --borrow 10,50
+    python benchmarks/unseen_graph_rules.py RUN.pth --borrow 10,50 --norm off --cold_item_test own
 
 Rules:
 * ``isolated_self_loops`` False and True: the config key (GRCN reads it in its own message passing;
@@ -26,16 +29,18 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mmrec_motor.data.cold import TEST_ROWS
 from mmrec_motor.experiments.plan import split_list
 from mmrec_motor.models.graphs import sparse_from_scipy, with_isolated_self_loops
 from mmrec_motor.motor.content import centred_features
 from mmrec_motor.motor.unseen import training_item_counts, unseen_neighbours
-from mmrec_motor.quick_start import evaluator, load_run
+from mmrec_motor.quick_start import cold_metrics, evaluator, load_run
 
 
 def scores(run) -> str:
-    """Cold Recall@20, cold MPR, all-item Recall@20 of ``run``'s model and the mean length of its
-    held-out and of its trained items' representations, as one line."""
+    """Cold Recall@20, cold MPR, held-out share@20, among held-out Recall@20, all-item Recall@20 of
+    ``run``'s model and the mean length of its held-out and of its trained items' representations, as
+    one line."""
     model = run.model.eval()
     cold = evaluator(run.config, run.data, run.data.cold_test)
     every = evaluator(run.config, run.data, run.data.test)
@@ -43,7 +48,11 @@ def scores(run) -> str:
     held_out[run.data.cold_items] = True
     with torch.no_grad():
         lengths = model.forward()[0][model.n_users:].norm(dim=1).numpy()
-        return (f"cold R@20 {cold.evaluate(model)['recall@20']:.4f}  cold MPR {cold.mean_percentile_rank(model):.3f}"
+        cold_scores = cold_metrics(run.config, run.data, cold, model)
+        return (f"cold R@20 {cold_scores['cold_test']['recall@20']:.4f}"
+                f"  cold MPR {cold_scores['cold_test_mpr']:.3f}"
+                f"  share@20 {cold_scores['cold_test_share']['held_out_share@20']:.3f}"
+                f"  among R@20 {cold_scores['cold_test_among']['recall@20']:.4f}"
                 f"  all R@20 {every.evaluate(model)['recall@20']:.4f}  length held-out {lengths[held_out].mean():.2f}"
                 f" trained {lengths[~held_out].mean():.2f}")
 
@@ -67,9 +76,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a cold-start run's best checkpoint (RUN_DIR/saved/*.pth)")
     parser.add_argument("--borrow", default="10", help="MMGCN: comma-separated k for the borrow rule")
+    parser.add_argument("--norm", default=None, help="motor_unseen_norm for the unseen rows (default: the run's)")
+    parser.add_argument("--cold_item_test", choices=TEST_ROWS, default=None,
+                        help="score on these test rows (default: the run's own setting)")
     args = parser.parse_args()
+    test_rows = {**({} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}),
+                 **({} if args.norm is None else {"motor_unseen_norm": args.norm})}
     for loops in (False, True):
-        run = load_run(args.checkpoint, overrides={"isolated_self_loops": loops})
+        run = load_run(args.checkpoint, overrides={"isolated_self_loops": loops, **test_rows})
         if type(run.model).__name__ not in ("GRCN", "MMGCN"):
             raise SystemExit(f"{args.checkpoint}: a {type(run.model).__name__} run, expected GRCN or MMGCN "
                              f"(for the others: benchmarks/cold_scale.py)")
