@@ -19,8 +19,8 @@ for each k (``quick_start.cold_metrics``):
 k = 0 is the graph as the run had it. MOTOR's own neighbour rule (``motor_unseen_neighbours``) is off
 unless ``--unseen_neighbours`` sets it, so that by default only the graph differs between the rows.
 For backbones whose user-item graph is the attribute ``norm_adj`` (BM3, FREEDOM, SLMRec, LATTICE) or
-``norm_adj_matrix`` (LightGCN), and whose text features are kept as ``t_feat`` (``--modality v``:
-``v_feat``).
+``norm_adj_matrix`` (LightGCN); the features that pick the neighbours are the dataset's text (or,
+with ``--modality v``, vision) feature file.
 """
 import argparse
 
@@ -29,6 +29,7 @@ import scipy.sparse as sp
 import torch
 
 from mmrec_motor.data.cold import TEST_ROWS
+from mmrec_motor.data.features import load_features
 from mmrec_motor.experiments.plan import split_list
 from mmrec_motor.models.contentknn import normalised_content
 from mmrec_motor.motor.unseen import unseen_neighbours
@@ -76,8 +77,12 @@ def main() -> None:
     indices, values = original.indices().cpu().numpy(), original.values().cpu().numpy()
     adj = sp.csr_matrix((values, (indices[0], indices[1])), shape=tuple(original.shape))
     counts = np.bincount(data.train.items, minlength=data.n_items)
-    features = model.t_feat if args.modality == "t" else model.v_feat
-    features = normalised_content(features.detach().cpu().numpy().astype(np.float64))
+    features = load_features(run.config, data.n_items)[args.modality]     # ID-only backbones keep none
+    if features is None:
+        key = "text_feature_file" if args.modality == "t" else "vision_feature_file"
+        raise SystemExit(f"--modality {args.modality}: {run.config['dataset']} has no {key} "
+                         f"({run.config[key]!r}) to pick neighbours with")
+    features = normalised_content(np.asarray(features, dtype=np.float64))
     cold, every = evaluator(run.config, data, data.cold_test), evaluator(run.config, data, data.test)
     print("k    cold recall@20  held-out share@20  among held-out recall@20  all recall@20")
     for k in (int(x) for x in split_list(args.k, "--k")):
