@@ -80,10 +80,10 @@ def main() -> None:
     parser.add_argument("--cold_item_test", choices=TEST_ROWS, default=None,
                         help="score on these test rows (default: the run's own setting)")
     args = parser.parse_args()
-    test_rows = {**({} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}),
+    overrides = {**({} if args.cold_item_test is None else {"cold_item_test": args.cold_item_test}),
                  **({} if args.norm is None else {"motor_unseen_norm": args.norm})}
     for loops in (False, True):
-        run = load_run(args.checkpoint, overrides={"isolated_self_loops": loops, **test_rows})
+        run = load_run(args.checkpoint, overrides={"isolated_self_loops": loops, **overrides})
         if type(run.model).__name__ not in ("GRCN", "MMGCN"):
             raise SystemExit(f"{args.checkpoint}: a {type(run.model).__name__} run, expected GRCN or MMGCN "
                              f"(for the others: benchmarks/cold_scale.py)")
