@@ -1,0 +1,117 @@
+"""The paired bootstrap over users (mmrec_motor/experiments/bootstrap.py) on hand-computed cases, and
+benchmarks/user_bootstrap.py's per-user metric against the evaluator's mean."""
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from mmrec_motor.experiments.bootstrap import draws, relative_change, split_gap
+from tests.backbones import toy_config
+from tests.conftest import REPO
+
+
+def test_draws_are_counts_of_n_users_per_round():
+    counts = draws(5, 300, seed=1)
+    assert counts.shape == (300, 5) and counts.dtype == np.int64
+    assert (counts.sum(1) == 5).all() and (counts >= 0).all()
+    assert abs(counts.mean() - 1.0) < 0.05                     # each user drawn once per round on average
+
+
+def test_a_constant_ratio_has_a_zero_width_interval():
+    a = np.array([0.1, 0.5, 0.0, 0.25])
+    doubled = relative_change(a, 2 * a, resamples=500)
+    assert (doubled.value, doubled.low, doubled.high, doubled.share_le0) == pytest.approx((1.0, 1.0, 1.0, 0.0))
+    same = relative_change(a, a, resamples=500)
+    assert (same.value, same.low, same.high, same.share_le0) == pytest.approx((0.0, 0.0, 0.0, 1.0))
+
+
+def test_two_users_give_the_three_hand_computed_rounds():
+    """a = [1, 1], b = [2, 0]: a round draws user 0 twice (rel +1, p 1/4), each once (0, p 1/2) or
+    user 1 twice (-1, p 1/4); so P(rel <= 0) = 3/4 and the 95% interval is [-1, +1]."""
+    change = relative_change([1.0, 1.0], [2.0, 0.0], resamples=8000, seed=3)
+    assert change.value == 0.0
+    assert (change.low, change.high) == (-1.0, 1.0)
+    assert abs(change.share_le0 - 0.75) < 0.02
+    assert change.text() == f"+0.0% [-100.0%, +100.0%], P(<=0) {change.share_le0:.2f}"
+
+
+def test_split_gap_is_zero_when_both_splits_are_the_same_users_and_values():
+    a, b, users = np.array([0.2, 0.4, 0.1]), np.array([0.3, 0.3, 0.2]), np.array([7, 2, 5])
+    valid, test, gap = split_gap(a, b, users, a, b, users, resamples=400)
+    assert valid == test
+    assert valid.value == pytest.approx(0.8 / 0.7 - 1)
+    assert (gap.value, gap.low, gap.high) == (0.0, 0.0, 0.0)
+
+
+def test_split_gap_draws_a_user_of_both_splits_once_for_both():
+    """Valid users {0, 1}, test users {1, 2}: B beats A on valid only for user 1 and on test only for
+    user 1, so whenever a round draws user 1 both splits move together; the gap's interval is
+    narrower than the sum of the two splits' widths."""
+    valid, test, gap = split_gap([1.0, 1.0], [1.0, 2.0], [0, 1], [1.0, 1.0], [2.0, 1.0], [1, 2], resamples=4000)
+    assert valid.value == test.value == 0.5
+    assert gap.value == 0.0
+    assert gap.high - gap.low < (valid.high - valid.low) + (test.high - test.low)
+
+
+def test_bad_inputs_name_what_is_wrong():
+    with pytest.raises(ValueError, match=r"same shape|one shape"):
+        relative_change([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="model A's mean is 0"):
+        relative_change([0.0, 0.0], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"split_gap \(test\): expected 2 distinct users"):
+        split_gap([0.1], [0.2], [0], [0.1, 0.2], [0.2, 0.1], [3, 3])
+    with pytest.raises(ValueError, match="resamples and n_users must be >= 1"):
+        draws(3, 0, 0)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("user_bootstrap", REPO / "benchmarks" / "user_bootstrap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_per_user_recall_averages_to_the_evaluators_recall(tmp_path, run_dirs):
+    from mmrec_motor.quick_start import load_data, split_evaluators
+
+    module = _script()
+
+    class Scores(torch.nn.Module):                      # one fixed score row for every user
+        def __init__(self, n):
+            super().__init__()
+            self.row = torch.from_numpy(np.random.default_rng(0).random(n).astype(np.float32))
+
+        def full_sort_predict(self, interaction):
+            return self.row.expand(len(interaction[0]), -1).clone()
+
+    config = toy_config("BPR", {}, tmp_path, run_dirs)
+    data = load_data(config)
+    model = Scores(data.n_items)
+    for evaluator in split_evaluators(config, data)[:2]:
+        values = module.per_user(evaluator, model, "recall", 20)
+        assert values.shape == (len(evaluator.users),)
+        assert round(float(values.mean()), 4) == evaluator.evaluate(model)["recall@20"]
+        assert values.min() >= 0 and values.max() <= 1
+
+
+def test_epoch_curves_read_valid_and_test_of_every_epoch(tmp_path):
+    module = _script()
+    log = tmp_path / "run.log"
+    metrics = "recall@5: {a:.4f}    recall@20: {b:.4f}    ndcg@20: 0.0100 \n"
+    lines = []
+    for epoch, (v, t) in enumerate([(0.01, 0.02), (0.05, 0.04), (0.03, 0.06)]):
+        lines += [f"Sun 06 Dec 2026 21:04:0{epoch} epoch {epoch} evaluating [time: 0.84s, valid_score: {v}]\n",
+                  "Sun 06 Dec 2026 21:04:04 valid result: \n", metrics.format(a=v / 2, b=v),
+                  "Sun 06 Dec 2026 21:04:04 test result: \n", metrics.format(a=t / 2, b=t)]
+    closing = ["best valid result: \n", metrics.format(a=0.9, b=0.9), "test result: \n", metrics.format(a=0.9, b=0.9)]
+    log.write_text("".join(lines + closing))
+    valid, test = module.epoch_curves(str(log), "recall@20")
+    np.testing.assert_allclose(valid, [0.01, 0.05, 0.03])
+    np.testing.assert_allclose(test, [0.02, 0.04, 0.06])       # the closing summary is no epoch
+    assert module.around_best(valid, test, 1) == pytest.approx((0.05, 0.04, 0.03, 0.04))
+    assert module.around_best(valid, test, 0) == pytest.approx((0.05, 0.04, 0.05, 0.04))
+    log.write_text("".join(lines[:-2] + closing))
+    with pytest.raises(ValueError, match=r"run.log: expected one valid and one test recall@20 per evaluated "
+                                         r"epoch, found 3 and 2"):
+        module.epoch_curves(str(log), "recall@20")
