@@ -88,8 +88,10 @@ def side_values(out: str, results, metric: str, k: int, window: int):
         side = sides[(spec.model, spec.dataset, run_variant(result))]
         side["seeds"].append(spec.seed)
         logs = sorted(glob.glob(os.path.join(result["config"]["log_dir"], "*.log")))
-        if logs:                                        # the last log: a resumed run's own
+        try:                                            # the last log: a resumed run's own
             side["epochs"].append(around_best(*epoch_curves(logs[-1], f"{metric}@{k}"), window))
+        except (IndexError, ValueError) as problem:     # no log, or test only at improvements
+            print(f"  {spec.name}: no epoch window ({problem if logs else 'no log'})")
         for name, ev in (("valid", valid), ("test", test)):
             values = per_user(ev, run.model, metric, k)
             stored = result["best"][name].get(f"{metric}@{k}")
