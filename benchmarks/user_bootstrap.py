@@ -29,18 +29,10 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from mmrec_motor.evaluation import metric_curves
 from mmrec_motor.experiments.bootstrap import relative_change, split_gap
 from mmrec_motor.experiments.store import (chosen_specs, load_result, load_runs, run_variant, saved_checkpoint,
                                            spec_of)
 from mmrec_motor.quick_start import load_run, split_evaluators
-
-
-def per_user(evaluator, model, metric: str, k: int) -> np.ndarray:
-    """float [n_users of the split]: each evaluated user's ``metric@k`` (users in evaluator order)."""
-    ranked = evaluator.rank(model)
-    hits = evaluator.relevant.contains(evaluator.users[:, None], ranked)
-    return metric_curves(hits, evaluator.pos_len)[metric][:, k - 1]
 
 
 def epoch_curves(log_file: str, key: str):
@@ -93,7 +85,7 @@ def side_values(out: str, results, metric: str, k: int, window: int):
         except (IndexError, ValueError) as problem:     # no log, or test only at improvements
             print(f"  {spec.name}: no epoch window ({problem if logs else 'no log'})")
         for name, ev in (("valid", valid), ("test", test)):
-            values = per_user(ev, run.model, metric, k)
+            values = ev.per_user(ev.rank(run.model), metric, k)
             stored = result["best"][name].get(f"{metric}@{k}")
             same = stored is not None and round(float(values.mean()), 4) == stored
             print(f"  {spec.name} ({spec.tag or 'one run'}) {name} {metric}@{k} {values.mean():.4f}: "

@@ -266,6 +266,14 @@ class TopKEvaluator:
         hits = self.relevant.contains(self.users[:, None], ranked)
         return compute_metrics(hits, self.pos_len, self.metrics, self.topk)
 
+    def per_user(self, ranked: np.ndarray, metric: str, k: int) -> np.ndarray:
+        """float [n_users]: each evaluated user's ``metric@k`` (users in ``self.users`` order) for a
+        ranking from :meth:`rank`; its mean is :meth:`metrics_of`'s value before rounding."""
+        if not 1 <= k <= ranked.shape[1]:
+            raise ValueError(f"cut-off {k} is outside the ranking's 1..{ranked.shape[1]} places")
+        hits = self.relevant.contains(self.users[:, None], ranked)
+        return metric_curves(hits, self.pos_len)[metric.lower()][:, k - 1]
+
 
 class JointRanking:
     """Valid and test metrics from one ranking of the union of their users.

@@ -75,8 +75,6 @@ def _script():
 def test_per_user_recall_averages_to_the_evaluators_recall(tmp_path, run_dirs):
     from mmrec_motor.quick_start import load_data, split_evaluators
 
-    module = _script()
-
     class Scores(torch.nn.Module):                      # one fixed score row for every user
         def __init__(self, n):
             super().__init__()
@@ -89,10 +87,14 @@ def test_per_user_recall_averages_to_the_evaluators_recall(tmp_path, run_dirs):
     data = load_data(config)
     model = Scores(data.n_items)
     for evaluator in split_evaluators(config, data)[:2]:
-        values = module.per_user(evaluator, model, "recall", 20)
-        assert values.shape == (len(evaluator.users),)
-        assert round(float(values.mean()), 4) == evaluator.evaluate(model)["recall@20"]
-        assert values.min() >= 0 and values.max() <= 1
+        ranked = evaluator.rank(model)
+        for metric in ("recall", "ndcg"):
+            values = evaluator.per_user(ranked, metric, 20)
+            assert values.shape == (len(evaluator.users),)
+            assert round(float(values.mean()), 4) == evaluator.metrics_of(ranked)[f"{metric}@20"]
+            assert values.min() >= 0 and values.max() <= 1
+        with pytest.raises(ValueError, match=r"cut-off 51 is outside the ranking's 1..50 places"):
+            evaluator.per_user(ranked, "recall", 51)
 
 
 def test_epoch_curves_read_valid_and_test_of_every_epoch(tmp_path):
@@ -115,3 +117,33 @@ def test_epoch_curves_read_valid_and_test_of_every_epoch(tmp_path):
     with pytest.raises(ValueError, match=r"run.log: expected one valid and one test recall@20 per evaluated "
                                          r"epoch, found 3 and 2"):
         module.epoch_curves(str(log), "recall@20")
+
+
+def test_cold_users_bootstrap_against_content_knn(tmp_path, run_dirs):
+    """benchmarks/cold_among_held_out.py --bootstrap: per-user cold and among-held-out Recall@20 whose
+    means are cold_metrics' values, and a run compared with itself is +0.0% with a zero-width interval."""
+    from mmrec_motor.quick_start import cold_metrics, evaluator, load_data
+
+    spec = importlib.util.spec_from_file_location("cold_among", REPO / "benchmarks" / "cold_among_held_out.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Scores(torch.nn.Module):
+        def __init__(self, n, seed):
+            super().__init__()
+            self.row = torch.from_numpy(np.random.default_rng(seed).random(n).astype(np.float32))
+
+        def full_sort_predict(self, interaction):
+            return self.row.expand(len(interaction[0]), -1).clone()
+
+    config = toy_config("BPR", {}, tmp_path, run_dirs, cold_item_ratio=0.3)
+    data = load_data(config)
+    model = Scores(data.n_items, 0)
+    values = module.per_user_cold(config, data, model)
+    expected = cold_metrics(config, data, evaluator(config, data, data.cold_test), model)
+    assert round(float(values["cold"][1].mean()), 4) == expected["cold_test"]["recall@20"]
+    assert round(float(values["among"][1].mean()), 4) == expected["cold_test_among"]["recall@20"]
+    assert np.array_equal(values["cold"][0], values["among"][0])
+    same = module.against_knn(values, values, 200)
+    assert same.count("+0.0% [+0.0%, +0.0%], P(<=0) 1.00") == 2
+    assert f"over {len(values['cold'][0])} cold users" in same
