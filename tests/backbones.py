@@ -21,6 +21,18 @@ from mmrec_motor.data.loader import load_data
 from mmrec_motor.quick_start import build_model, build_optimizer
 
 
+class FixedScores(torch.nn.Module):
+    """A stand-in ranker for evaluation tests: one fixed random score row (seed `seed`) for every user."""
+
+    def __init__(self, n_items, seed=0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.row = torch.rand(n_items, generator=generator)
+
+    def full_sort_predict(self, interaction):
+        return self.row.expand(len(interaction[0]), -1).clone()
+
+
 def toy_config(model, pinned, tmp_path, run_dirs, motor=False, **extra):
     """The Config of `model` on the toy dataset under tmp_path/data, seed 999, files kept in
     run_dirs, the pinned grid keys, then `extra` overrides."""

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from tests.backbones import build, toy_config
+from tests.backbones import FixedScores, build, toy_config
 from tests.conftest import REPO
 
 
@@ -62,13 +62,6 @@ def test_full_valid_is_validation_as_without_the_protocol(tmp_path, run_dirs):
     from mmrec_motor.evaluation import TopKEvaluator
     from mmrec_motor.quick_start import load_data
 
-    class Scores(torch.nn.Module):                      # one fixed score row for every user
-        def __init__(self, n):
-            super().__init__()
-            self.row = torch.from_numpy(np.random.default_rng(0).random(n).astype(np.float32))
-
-        def full_sort_predict(self, interaction):
-            return self.row.expand(len(interaction[0]), -1).clone()
 
     config = toy_config("BPR", {}, tmp_path, run_dirs, cold_item_ratio=0.3)
     held_out, plain = load_data(config), load_data(toy_config("BPR", {}, tmp_path, run_dirs))
@@ -77,7 +70,7 @@ def test_full_valid_is_validation_as_without_the_protocol(tmp_path, run_dirs):
     assert len(held_out.valid) < trains.sum()           # the held-out items' valid rows are back
     reference = TopKEvaluator(plain, Split(plain.valid.users[trains], plain.valid.items[trains]),
                               config["metrics"], config["topk"], config["eval_batch_size"])
-    model = Scores(plain.n_items)
+    model = FixedScores(plain.n_items)
     assert full.evaluate(model) == reference.evaluate(model)
     assert np.array_equal(full.rank(model), reference.rank(model))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmrec_motor.experiments.bootstrap import draws, relative_change, split_gap
-from tests.backbones import toy_config
+from tests.backbones import FixedScores, toy_config
 from tests.conftest import REPO
 
 
@@ -75,17 +75,10 @@ def _script():
 def test_per_user_recall_averages_to_the_evaluators_recall(tmp_path, run_dirs):
     from mmrec_motor.quick_start import load_data, split_evaluators
 
-    class Scores(torch.nn.Module):                      # one fixed score row for every user
-        def __init__(self, n):
-            super().__init__()
-            self.row = torch.from_numpy(np.random.default_rng(0).random(n).astype(np.float32))
-
-        def full_sort_predict(self, interaction):
-            return self.row.expand(len(interaction[0]), -1).clone()
 
     config = toy_config("BPR", {}, tmp_path, run_dirs)
     data = load_data(config)
-    model = Scores(data.n_items)
+    model = FixedScores(data.n_items)
     for evaluator in split_evaluators(config, data)[:2]:
         ranked = evaluator.rank(model)
         for metric in ("recall", "ndcg"):
@@ -128,17 +121,10 @@ def test_cold_users_bootstrap_against_content_knn(tmp_path, run_dirs):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    class Scores(torch.nn.Module):
-        def __init__(self, n, seed):
-            super().__init__()
-            self.row = torch.from_numpy(np.random.default_rng(seed).random(n).astype(np.float32))
-
-        def full_sort_predict(self, interaction):
-            return self.row.expand(len(interaction[0]), -1).clone()
 
     config = toy_config("BPR", {}, tmp_path, run_dirs, cold_item_ratio=0.3)
     data = load_data(config)
-    model = Scores(data.n_items, 0)
+    model = FixedScores(data.n_items)
     values = module.per_user_cold(config, data, model)
     expected = cold_metrics(config, data, evaluator(config, data, data.cold_test), model)
     assert round(float(values["cold"][1].mean()), 4) == expected["cold_test"]["recall@20"]
