@@ -89,7 +89,8 @@ def draw(rows: List[Dict[str, Any]], path: str) -> bool:
     def both(axes) -> None:
         panel(axes[0][0], "train_per_item", "training interactions per item", True)
         panel(axes[0][1], "knn_over_id", "content-kNN R@20 / ID R@20", False)
-        handles = [axes[0][0].scatter([], [], color=c, label=d) for d, c in colours.items()]
+        present = {point["dataset"] for point in rows}
+        handles = [axes[0][0].scatter([], [], color=c, label=d) for d, c in colours.items() if d in present]
         axes[0][0].legend(handles=handles, fontsize=8, loc="upper right",
                           title="filled: item side reads features; X: n.s. or 1 seed", title_fontsize=7)
 
