@@ -123,6 +123,8 @@ def main(argv=None) -> int:
         if b is None or sorted(a["seeds"]) != sorted(b["seeds"]):
             print(f"{model} {dataset}: no MOTOR side with ID's seeds {a['seeds']}; skipped")
             continue
+        if any(not np.array_equal(a[name][0], b[name][0]) for name in ("valid", "test")):
+            raise ValueError(f"{model} {dataset}: ID and MOTOR evaluate different users (different splits?)")
         valid, test, gap = split_gap(a["valid"][1], b["valid"][1], a["valid"][0],
                                      a["test"][1], b["test"][1], a["test"][0], args.resamples, args.seed)
         alone = relative_change(a["test"][1], b["test"][1], args.resamples, args.seed)

@@ -133,3 +133,33 @@ def test_cold_users_bootstrap_against_content_knn(tmp_path, run_dirs):
     same = module.against_knn(values, values, 200)
     assert same.count("+0.0% [+0.0%, +0.0%], P(<=0) 1.00") == 2
     assert f"over {len(values['cold'][0])} cold users" in same
+
+
+def test_user_bootstrap_on_a_bench_folder(tmp_path, run_dirs, capsys):
+    """The whole script on a toy bench (BPR, ID and MOTOR, 2 seeds, 2 epochs): every reloaded run
+    reproduces its stored valid and test Recall@20, and the printed means are the seed means."""
+    import json
+
+    from mmrec_motor.cli import main as cli
+
+    out = tmp_path / "bench"
+    caches = {k: run_dirs[k] for k in ("graph_cache_dir", "motor_cache_dir", "use_gpu")}
+    extra = {"data_path": tmp_path / "data", "epochs": 2, "num_threads": 1, **caches}
+    assert cli(["bench", "-m", "BPR", "-d", "toy", "--variants", "id,motor", "--seeds", "1,2", "--out", str(out)]
+               + [f"--{k}={v}" for k, v in extra.items()]) == 0
+    capsys.readouterr()
+    assert _script().main([str(out), "--resamples", "200", "--window", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(": reproduced") == 8 and "NOT" not in printed
+    stored = {}
+    for path in (out / "runs").glob("*.json"):
+        result = json.loads(path.read_text())
+        side = "MOTOR" if result["motor"] else "ID"
+        for split in ("valid", "test"):
+            stored.setdefault((side, split), []).append(result["best"][split]["recall@20"])
+    for split, label in (("valid", "valid:"), ("test", "test: ")):
+        line = next(row for row in printed.splitlines() if row.strip().startswith(label.strip()))
+        for side in ("ID", "MOTOR"):
+            shown = float(line.split(f"{side} ")[1].split(",")[0])
+            assert shown == pytest.approx(np.mean(stored[(side, split)]), abs=1e-4)
+    assert "ID over its logs: best epoch valid" in printed and "MOTOR over its logs" in printed
