@@ -114,7 +114,9 @@ def main(argv=None) -> int:
     parser.add_argument("--num_threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.num_threads)
-    metric, k = args.metric.lower().split("@")
+    metric, _, k = args.metric.lower().partition("@")
+    if not k.isdigit():
+        parser.error(f"--metric: expected metric@K such as recall@20, got {args.metric!r}")
     values = side_values(args.out, load_runs(args.out), metric, int(k), args.window)
     for (model, dataset, side), a in sorted(values.items()):
         if side.startswith("motor"):

@@ -271,8 +271,10 @@ class TopKEvaluator:
         ranking from :meth:`rank`; its mean is :meth:`metrics_of`'s value before rounding."""
         if not 1 <= k <= ranked.shape[1]:
             raise ValueError(f"cut-off {k} is outside the ranking's 1..{ranked.shape[1]} places")
-        hits = self.relevant.contains(self.users[:, None], ranked)
-        return metric_curves(hits, self.pos_len)[metric.lower()][:, k - 1]
+        curves = metric_curves(self.relevant.contains(self.users[:, None], ranked), self.pos_len)
+        if metric.lower() not in curves:
+            raise ValueError(f"metric {metric!r}: expected one of {', '.join(sorted(curves))}")
+        return curves[metric.lower()][:, k - 1]
 
 
 class JointRanking:

@@ -88,6 +88,8 @@ def test_per_user_recall_averages_to_the_evaluators_recall(tmp_path, run_dirs):
             assert values.min() >= 0 and values.max() <= 1
         with pytest.raises(ValueError, match=r"cut-off 51 is outside the ranking's 1..50 places"):
             evaluator.per_user(ranked, "recall", 51)
+        with pytest.raises(ValueError, match=r"metric 'hit': expected one of map, ndcg, precision, recall"):
+            evaluator.per_user(ranked, "hit", 20)
 
 
 def test_epoch_curves_read_valid_and_test_of_every_epoch(tmp_path):
