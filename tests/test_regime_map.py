@@ -50,15 +50,16 @@ def test_a_missing_column_is_named(tmp_path):
         _script().read_points(str(csv))
 
 
-def test_the_figure_of_the_shipped_points(tmp_path):
-    """docs/data/regime_points.csv: every row is printed, and the PNG is drawn (exit 1 with a note
-    where matplotlib is not installed, as in CI)."""
+@pytest.mark.parametrize("points", ["regime_points.csv", "regime_points_tuned.csv"])
+def test_the_figure_of_the_shipped_points(tmp_path, points):
+    """docs/data/regime_points*.csv (§15's cells; §29's cells with both sides tuned): every row is
+    printed, and the PNG is drawn (exit 1 with a note where matplotlib is not installed, as in CI)."""
     import subprocess
     out = tmp_path / "map.png"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "regime_map.py"), "--points",
-                           str(REPO / "docs" / "data" / "regime_points.csv"), "--out", str(out)],
+                           str(REPO / "docs" / "data" / points), "--out", str(out)],
                           capture_output=True, text=True, timeout=120)
-    n_rows = len((REPO / "docs" / "data" / "regime_points.csv").read_text().strip().splitlines()) - 1
+    n_rows = len((REPO / "docs" / "data" / points).read_text().strip().splitlines()) - 1
     assert n_rows >= 10
     assert len([line for line in done.stdout.splitlines() if " delta " in line]) == n_rows
     if importlib.util.find_spec("matplotlib") is None:
