@@ -37,8 +37,9 @@ import numpy as np
 
 from mmrec_motor.config import Config
 from mmrec_motor.data.cold import TEST_ROWS
-from mmrec_motor.experiments.bootstrap import relative_change
-from mmrec_motor.quick_start import build_model, cold_metrics, evaluator, load_data, load_run
+from mmrec_motor.experiments.bootstrap import change_interval
+from mmrec_motor.quick_start import (among_held_out_evaluator, build_model, cold_metrics, evaluator, load_data,
+                                     load_run)
 
 K = 20
 
@@ -56,9 +57,7 @@ def held_out_scores(config, data, model) -> Tuple[float, ...]:
 def per_user_cold(config, data, model) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """{"cold": (cold users, each one's Recall@K with every item ranked), "among": (the same users,
     Recall@K with only the held-out items ranked)}."""
-    trained = np.setdiff1d(np.arange(data.n_items), data.cold_items)
-    evaluators = {"cold": evaluator(config, data, data.cold_test),
-                  "among": evaluator(config, data, data.cold_test, excluded_items=trained)}
+    evaluators = {"cold": evaluator(config, data, data.cold_test), "among": among_held_out_evaluator(config, data)}
     return {name: (ev.users, ev.per_user(ev.rank(model), "recall", K)) for name, ev in evaluators.items()}
 
 
@@ -69,7 +68,7 @@ def against_knn(knn: Dict[str, Tuple[np.ndarray, np.ndarray]], run: Dict[str, Tu
     for name, label in (("cold", f"cold R@{K}"), ("among", f"among held-out R@{K}")):
         if not np.array_equal(knn[name][0], run[name][0]):
             raise SystemExit("content-kNN and the run evaluate different cold users")
-        parts.append(f"{label} {relative_change(knn[name][1], run[name][1], rounds).text()}")
+        parts.append(f"{label} {change_interval(knn[name][1], run[name][1], rounds).text()}")
     return f"    vs content-kNN over {len(run['cold'][0])} cold users: " + "; ".join(parts)
 
 

@@ -29,7 +29,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from mmrec_motor.experiments.bootstrap import relative_change, split_gap
+from mmrec_motor.experiments.bootstrap import change_interval, split_gap
 from mmrec_motor.experiments.store import (chosen_specs, load_result, load_runs, run_variant, saved_checkpoint,
                                            spec_of)
 from mmrec_motor.quick_start import load_run, split_evaluators
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
             raise ValueError(f"{model} {dataset}: ID and MOTOR evaluate different users (different splits?)")
         valid, test, gap = split_gap(a["valid"][1], b["valid"][1], a["valid"][0],
                                      a["test"][1], b["test"][1], a["test"][0], args.resamples, args.seed)
-        alone = relative_change(a["test"][1], b["test"][1], args.resamples, args.seed)
+        alone = change_interval(a["test"][1], b["test"][1], args.resamples, args.seed)
         print(f"{model} {dataset} {side} vs {side.replace('id', 'motor')}, seeds {sorted(a['seeds'])}, "
               f"{args.metric} averaged over seeds per user:")
         print(f"  valid: ID {a['valid'][1].mean():.4f}, MOTOR {b['valid'][1].mean():.4f}, {valid.text()}")

@@ -87,6 +87,13 @@ def split_evaluators(config: Mapping[str, Any], data: RecData):
     return valid, evaluator(config, data, data.test), cold
 
 
+def among_held_out_evaluator(config: Mapping[str, Any], data: RecData) -> TopKEvaluator:
+    """The evaluator of the held-out items' test rows with only the held-out items ranked (every
+    trained item excluded): how well a model orders the held-out items among themselves."""
+    trained = np.setdiff1d(np.arange(data.n_items), data.cold_items)
+    return evaluator(config, data, data.cold_test, excluded_items=trained)
+
+
 def cold_metrics(config: Mapping[str, Any], data: RecData, cold: TopKEvaluator,
                  model: torch.nn.Module) -> Dict[str, Any]:
     """The cold-start protocol's scores of ``model`` on the held-out items' test interactions:
@@ -104,8 +111,7 @@ def cold_metrics(config: Mapping[str, Any], data: RecData, cold: TopKEvaluator,
     """
     ranked = cold.rank(model)
     held_out = np.isin(ranked, data.cold_items)
-    trained = np.setdiff1d(np.arange(data.n_items), data.cold_items)
-    among = evaluator(config, data, data.cold_test, excluded_items=trained)
+    among = among_held_out_evaluator(config, data)
     return {"cold_test": cold.metrics_of(ranked),
             "cold_test_mpr": cold.mean_percentile_rank(model),
             "cold_test_among": among.evaluate(model),

@@ -62,7 +62,6 @@ def test_full_valid_is_validation_as_without_the_protocol(tmp_path, run_dirs):
     from mmrec_motor.evaluation import TopKEvaluator
     from mmrec_motor.quick_start import load_data
 
-
     config = toy_config("BPR", {}, tmp_path, run_dirs, cold_item_ratio=0.3)
     held_out, plain = load_data(config), load_data(toy_config("BPR", {}, tmp_path, run_dirs))
     full = script("unseen_neighbours").full_valid_evaluator(config)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmrec_motor.experiments.bootstrap import draws, relative_change, split_gap
+from mmrec_motor.experiments.bootstrap import change_interval, draws, split_gap
 from tests.backbones import FixedScores, toy_config
 from tests.conftest import REPO
 
@@ -20,16 +20,16 @@ def test_draws_are_counts_of_n_users_per_round():
 
 def test_a_constant_ratio_has_a_zero_width_interval():
     a = np.array([0.1, 0.5, 0.0, 0.25])
-    doubled = relative_change(a, 2 * a, resamples=500)
+    doubled = change_interval(a, 2 * a, resamples=500)
     assert (doubled.value, doubled.low, doubled.high, doubled.share_le0) == pytest.approx((1.0, 1.0, 1.0, 0.0))
-    same = relative_change(a, a, resamples=500)
+    same = change_interval(a, a, resamples=500)
     assert (same.value, same.low, same.high, same.share_le0) == pytest.approx((0.0, 0.0, 0.0, 1.0))
 
 
 def test_two_users_give_the_three_hand_computed_rounds():
     """a = [1, 1], b = [2, 0]: a round draws user 0 twice (rel +1, p 1/4), each once (0, p 1/2) or
     user 1 twice (-1, p 1/4); so P(rel <= 0) = 3/4 and the 95% interval is [-1, +1]."""
-    change = relative_change([1.0, 1.0], [2.0, 0.0], resamples=8000, seed=3)
+    change = change_interval([1.0, 1.0], [2.0, 0.0], resamples=8000, seed=3)
     assert change.value == 0.0
     assert (change.low, change.high) == (-1.0, 1.0)
     assert abs(change.share_le0 - 0.75) < 0.02
@@ -56,17 +56,17 @@ def test_split_gap_draws_a_user_of_both_splits_once_for_both():
 
 def test_bad_inputs_name_what_is_wrong():
     with pytest.raises(ValueError, match=r"same shape|one shape"):
-        relative_change([0.1, 0.2], [0.1])
+        change_interval([0.1, 0.2], [0.1])
     with pytest.raises(ValueError, match="model A's mean is 0"):
-        relative_change([0.0, 0.0], [0.1, 0.2])
+        change_interval([0.0, 0.0], [0.1, 0.2])
     with pytest.raises(ValueError, match=r"split_gap \(test\): expected 2 distinct users"):
         split_gap([0.1], [0.2], [0], [0.1, 0.2], [0.2, 0.1], [3, 3])
     with pytest.raises(ValueError, match="resamples and n_users must be >= 1"):
         draws(3, 0, 0)
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("user_bootstrap", REPO / "benchmarks" / "user_bootstrap.py")
+def _script(name="user_bootstrap"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -119,11 +119,7 @@ def test_cold_users_bootstrap_against_content_knn(tmp_path, run_dirs):
     means are cold_metrics' values, and a run compared with itself is +0.0% with a zero-width interval."""
     from mmrec_motor.quick_start import cold_metrics, evaluator, load_data
 
-    spec = importlib.util.spec_from_file_location("cold_among", REPO / "benchmarks" / "cold_among_held_out.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
-
+    module = _script("cold_among_held_out")
     config = toy_config("BPR", {}, tmp_path, run_dirs, cold_item_ratio=0.3)
     data = load_data(config)
     model = FixedScores(data.n_items)

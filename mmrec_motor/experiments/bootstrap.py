@@ -68,7 +68,7 @@ def draws(n_users: int, resamples: int, seed: int) -> np.ndarray:
     return rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=resamples)
 
 
-def relative_change(m_a: Sequence[float], m_b: Sequence[float], resamples: int = 2000,
+def change_interval(m_a: Sequence[float], m_b: Sequence[float], resamples: int = 2000,
                     seed: int = 0) -> Interval:
     """rel of B over A with its paired bootstrap interval (module docstring).
 
@@ -76,7 +76,7 @@ def relative_change(m_a: Sequence[float], m_b: Sequence[float], resamples: int =
         m_a, m_b: float [n_users], the two models' per-user values on the same users, same order.
     """
     m_a, m_b = np.asarray(m_a, np.float64), np.asarray(m_b, np.float64)
-    _check_pair(m_a, m_b, "relative_change")
+    _check_pair(m_a, m_b, "change_interval")
     counts = draws(len(m_a), resamples, seed)
     return _interval(m_b.mean() / m_a.mean() - 1, _changes(counts, m_a, m_b))
 
