@@ -3,8 +3,8 @@ benchmarks/gpu_session.sh) into one folder, and write its reports.
 
     python benchmarks/merge_runs.py --kind cold-items OUT SRC [SRC ...] [--key=value ...]
 
-``--kind`` is bench, cold-items, cold-start or token-budget. Copies every ``SRC/runs/*.json`` and
-``SRC/topk/*.tsv`` into OUT (the same name with other content is an error), writes ``OUT/bench.json``
+``--kind`` is bench, cold-items, cold-start or token-budget. Copies every ``SRC/runs/*.json``,
+``SRC/topk/*.tsv`` and ``SRC/users/*.npz`` into OUT (the same name with other content is an error), writes ``OUT/bench.json``
 with the sources' command lines (and the first source's overrides), then the reports that the kind
 writes: ``results.csv`` / ``summary.md`` and, for an analysis, its table. ``--key=value`` are config
 overrides for loading the data where the report needs it (cold-items: ``--data_path=...``).
@@ -52,8 +52,9 @@ def main() -> None:
         commands += [c for c in record["commands"] if c not in commands]
         for path in glob.glob(os.path.join(runs_dir(source), "*.json")):
             copy_unique(path, runs_dir(args.out))
-        for path in glob.glob(os.path.join(source, "topk", "*.tsv")):
-            copy_unique(path, os.path.join(args.out, "topk"))
+        for folder, pattern in (("topk", "*.tsv"), ("users", "*.npz")):
+            for path in glob.glob(os.path.join(source, folder, pattern)):
+                copy_unique(path, os.path.join(args.out, folder))
     write_json(os.path.join(args.out, "bench.json"), {**first, "commands": commands})
     runs = merged_runs(args.out, args.kind)
     written = []

@@ -5,15 +5,16 @@ reads leaves out the noise of which users the fixed split evaluates. On sparse d
 
 For each model x dataset of DIR (a bench folder holding both sides, e.g. one that
 ``benchmarks/merge_runs.py`` filled), each side's runs (the tuned protocol: the combination each
-seed chose on validation, as the summary picks it) are reloaded from their best checkpoints
-(``quick_start.load_run``, nothing trained), each user's metric on valid and on test is averaged over
+seed chose on validation, as the summary picks it) give their per-user metrics: from the run's
+per-user metrics file (``DIR/users``, which bench writes since it existed) or else by reloading the run
+from its best checkpoint (``quick_start.load_run``, nothing trained); each user's metric on valid and on test is averaged over
 the side's seeds, and the script prints, for MOTOR over ID: the change on valid and on test with 95%
 bootstrap intervals, and the valid-minus-test gap with its interval (the users of the two splits
 drawn together). A gap whose interval holds 0 is what the users' noise alone gives.
 
     python benchmarks/user_bootstrap.py runs/s20_slm_tuned_all [--metric recall@20] [--resamples 2000]
 
-Every reloaded run's mean is checked against its result file (the line says ``reproduced``).
+Every run's per-user mean is checked against its result file (the line says ``reproduced``).
 
 Whether choosing the best epoch on validation explains a gap (``--window W``, default 5): each run's
 log holds valid and test at every evaluated epoch; per side the script prints both at the best epoch
@@ -29,9 +30,10 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from mmrec_motor.experiments.bootstrap import change_interval, split_gap
+from mmrec_motor.experiments.bootstrap import change_interval, seed_mean, split_gap
 from mmrec_motor.experiments.store import (chosen_specs, load_result, load_runs, run_variant, saved_checkpoint,
-                                           spec_of)
+                                           saved_user_metrics, spec_of)
+from mmrec_motor.fileio import read_user_metrics
 from mmrec_motor.quick_start import load_run, split_evaluators
 
 
@@ -72,11 +74,7 @@ def side_values(out: str, results, metric: str, k: int, window: int):
     sides = defaultdict(lambda: {"seeds": [], "valid": [], "test": [], "epochs": []})
     for spec in sorted(specs, key=lambda s: (s.model, s.dataset, s.variant, s.seed)):
         result = load_result(out, spec)
-        checkpoint = saved_checkpoint(out, result)
-        if checkpoint is None:
-            raise FileNotFoundError(f"{out}: no checkpoint for run {spec.name}")
-        run = load_run(checkpoint)
-        valid, test, _ = split_evaluators(run.config, run.data)
+        per_user = run_per_user(out, spec.name, result, f"{metric}@{k}")
         side = sides[(spec.model, spec.dataset, run_variant(result))]
         side["seeds"].append(spec.seed)
         logs = sorted(glob.glob(os.path.join(result["config"]["log_dir"], "*.log")))
@@ -84,24 +82,38 @@ def side_values(out: str, results, metric: str, k: int, window: int):
             side["epochs"].append(around_best(*epoch_curves(logs[-1], f"{metric}@{k}"), window))
         except (IndexError, ValueError) as problem:     # no log, or test only at improvements
             print(f"  {spec.name}: no epoch window ({problem if logs else 'no log'})")
-        for name, ev in (("valid", valid), ("test", test)):
-            values = ev.per_user(ev.rank(run.model), metric, k)
+        for name, (users, values) in per_user.items():
             stored = result["best"][name].get(f"{metric}@{k}")
             same = stored is not None and round(float(values.mean()), 4) == stored
             print(f"  {spec.name} ({spec.tag or 'one run'}) {name} {metric}@{k} {values.mean():.4f}: "
                   f"{'reproduced' if same else f'NOT the stored {stored}'}")
-            side[name].append((ev.users, values))
+            side[name].append((users, values))
     averaged = {}
     for key, side in sides.items():
         averaged[key] = {"seeds": side["seeds"],
                          "epochs": np.mean(side["epochs"], axis=0)         # None unless every run has its log
                          if len(side["epochs"]) == len(side["seeds"]) else None}
         for name in ("valid", "test"):
-            users = side[name][0][0]
-            if any(not np.array_equal(users, u) for u, _ in side[name]):
-                raise ValueError(f"{key}: the runs evaluate different {name} users (a seed-drawn split?)")
-            averaged[key][name] = (users, np.mean([v for _, v in side[name]], axis=0))
+            averaged[key][name] = seed_mean(side[name], f"{key} {name}")
     return averaged
+
+
+def run_per_user(out: str, name: str, result, key: str):
+    """{"valid"/"test": (users, each user's ``key``)} of one run: from its per-user metrics file when it
+    has one with ``key``, else by reloading its best checkpoint and ranking both splits."""
+    path = saved_user_metrics(out, result)
+    if path is not None:
+        stored = read_user_metrics(path)
+        if all(key in stored[split][1] for split in ("valid", "test")):
+            return {split: (stored[split][0], stored[split][1][key]) for split in ("valid", "test")}
+    checkpoint = saved_checkpoint(out, result)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{out}: no per-user metrics file and no checkpoint for run {name}")
+    run = load_run(checkpoint)
+    metric, _, k = key.partition("@")
+    valid, test, _ = split_evaluators(run.config, run.data)
+    return {split: (ev.users, ev.per_user(ev.rank(run.model), metric, int(k)))
+            for split, ev in (("valid", valid), ("test", test))}
 
 
 def main(argv=None) -> int:

@@ -52,6 +52,7 @@ common keys (every key of configs/*.yaml is --key=value, the value read as YAML)
   --epochs=N             at most N epochs per combination (early stopping on valid_metric)
   --result_file=FILE     JSON: every combination's parameters and metrics, and the chosen one
   --topk_file=FILE       TSV: the chosen run's test top-50 per user
+  --user_metrics_file=F  .npz: the chosen run's valid and test metrics per user
   --resume=True          continue each combination from its last checkpoint in checkpoint_dir
   --num_threads=N        torch's CPU threads (default: the cores free now)
   --verbose=True         every metric of every epoch (default: one line per epoch; False: none)
@@ -59,7 +60,7 @@ common keys (every key of configs/*.yaml is --key=value, the value read as YAML)
   --key=value            any other key: --learning_rate=1e-3 --seed=[1,2,3] --use_gpu=False
 
 outputs: the log in log/ (log_dir), the best checkpoint of each combination in saved/
-(checkpoint_dir), --result_file and --topk_file where you say."""
+(checkpoint_dir), --result_file, --topk_file and --user_metrics_file where you say."""
 
 
 def _run(argv: List[str]) -> int:

@@ -94,6 +94,16 @@ def compute_metrics(hits: np.ndarray, pos_len: np.ndarray, metrics: Sequence[str
     return result
 
 
+def per_user_metrics(hits: np.ndarray, pos_len: np.ndarray, metrics: Sequence[str],
+                     topk: Sequence[int]) -> Dict[str, np.ndarray]:
+    """``{'recall@5': float [n_users], ...}``: each user's value of every metric at every cut-off, in
+    metric-major order; their means are :func:`compute_metrics`' values before rounding (summed in
+    another order, so a mean that falls on a rounding tie, such as Precision@20's 0.00475, may round
+    to the other side)."""
+    curves = metric_curves(hits, pos_len)
+    return {f"{metric.lower()}@{k}": curves[metric.lower()][:, k - 1] for metric in metrics for k in topk}
+
+
 def format_metrics(result: Mapping[str, float]) -> str:
     """MMRec's ``dict2str``: ``recall@5: 0.0170    recall@10: 0.0296 ...``."""
     return "    ".join(f"{key}: {value:.4f}" for key, value in result.items())
@@ -265,6 +275,13 @@ class TopKEvaluator:
     def metrics_of(self, ranked: np.ndarray) -> Dict[str, float]:
         hits = self.relevant.contains(self.users[:, None], ranked)
         return compute_metrics(hits, self.pos_len, self.metrics, self.topk)
+
+    def per_user_metrics(self, ranked: np.ndarray) -> Dict[str, np.ndarray]:
+        """``{'recall@20': float [n_users], ...}``: each evaluated user's value (``self.users`` order) of
+        every configured metric@k for a ranking from :meth:`rank`; the means are :meth:`metrics_of`'s
+        before rounding (:func:`per_user_metrics`)."""
+        hits = self.relevant.contains(self.users[:, None], ranked)
+        return per_user_metrics(hits, self.pos_len, self.metrics, self.topk)
 
     def per_user(self, ranked: np.ndarray, metric: str, k: int) -> np.ndarray:
         """float [n_users]: each evaluated user's ``metric@k`` (users in ``self.users`` order) for a

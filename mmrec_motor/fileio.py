@@ -20,6 +20,10 @@ failure leaves none of them (``result_file`` and ``topk_file`` are written that 
 
 Top-K file (``topk_file``): a header row ``userID<TAB>top_1 ... top_K``, then per evaluated user the
 user ID and its K ranked item IDs, tab-separated integers.
+
+Per-user metrics file (``user_metrics_file``): a compressed ``.npz`` with, per split ``s`` (valid,
+test), ``s:users`` (int64 [n_s], the evaluated users) and ``s:<metric@k>`` (float64 [n_s], each
+user's value, e.g. ``test:recall@20``), one array per configured metric and cut-off.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import json
 import os
 import pickle
 import sys
-from typing import Any, BinaryIO, Callable, List, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -250,3 +254,44 @@ def read_topk(path: str) -> Tuple[np.ndarray, np.ndarray]:
     """(users int64 [n], ranked int64 [n, K]) from a top-K file."""
     table = np.loadtxt(path, dtype=np.int64, delimiter="\t", skiprows=1, ndmin=2)
     return table[:, 0], table[:, 1:]
+
+
+# ------------------------------------------------------------------------------- per-user metrics files
+
+UserMetrics = Mapping[str, Tuple[np.ndarray, Mapping[str, np.ndarray]]]
+
+
+def user_metrics_writer(splits: UserMetrics) -> Writer:
+    """A writer of the per-user metrics file (module docstring) of ``{split: (users [n], {metric@k:
+    values [n]})}``."""
+    arrays = {}
+    for split, (users, values) in splits.items():
+        arrays[f"{split}:users"] = np.asarray(users, np.int64)
+        for key, column in values.items():
+            if np.shape(column) != arrays[f"{split}:users"].shape:
+                raise ValueError(f"per-user metrics: {split} {key} has shape {np.shape(column)}, expected "
+                                 f"one value per user {arrays[f'{split}:users'].shape}")
+            arrays[f"{split}:{key}"] = np.asarray(column, np.float64)
+    return lambda handle: np.savez_compressed(handle, **arrays)
+
+
+def read_user_metrics(path: str) -> Dict[str, Tuple[np.ndarray, Dict[str, np.ndarray]]]:
+    """``{split: (users int64 [n], {metric@k: float64 [n]})}`` from a per-user metrics file; a file
+    whose arrays do not follow the format raises ValueError naming the file and the array."""
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    splits: Dict[str, Tuple[np.ndarray, Dict[str, np.ndarray]]] = {}
+    for key in sorted(arrays, key=lambda k: not k.endswith(":users")):     # the users first
+        split, sep, name = key.partition(":")
+        if not sep or not name:
+            raise ValueError(f"{path}: array {key!r} is not named <split>:users or <split>:<metric@k>")
+        if name == "users":
+            splits[split] = (arrays[key].astype(np.int64), {})
+        elif split not in splits:
+            raise ValueError(f"{path}: array {key!r} has no {split}:users array")
+        elif arrays[key].shape != splits[split][0].shape:
+            raise ValueError(f"{path}: array {key!r} has shape {arrays[key].shape}, expected "
+                             f"{splits[split][0].shape} (one value per user of {split}:users)")
+        else:
+            splits[split][1][name] = arrays[key].astype(np.float64)
+    return splits

@@ -164,6 +164,7 @@ KEYS: Dict[str, Key] = {
                               nullable=True, volatile=True),
     "result_file": Key(_path_or_null, PATH, volatile=True, path=True),
     "topk_file": Key(_path_or_null, PATH, volatile=True, path=True),
+    "user_metrics_file": Key(_path_or_null, PATH, volatile=True, path=True),
     "checkpoint_dir": Key(_path_or_null, PATH, nullable=True, volatile=True, path=True),
     "log_dir": Key(_path_or_null, PATH, nullable=True, volatile=True, path=True),
     "graph_cache_dir": Key(_path_or_null, PATH, volatile=True, path=True),

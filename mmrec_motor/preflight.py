@@ -3,7 +3,7 @@
 Permission bits do not answer "can I write here" (root ignores them; a read-only mount or an
 immutable folder does not show in them), so each folder is tried for real with a temporary file
 (:func:`mmrec_motor.motor.cache.writable_dir`), at the nearest folder that exists: nothing is created
-before the run has finished (``result_file``, ``topk_file``) or starts (``log_dir``,
+before the run has finished (``result_file``, ``topk_file``, ``user_metrics_file``) or starts (``log_dir``,
 ``checkpoint_dir``). A path that cannot be written is a :class:`ConfigError` naming the key, the path
 and the folder, before any training (instead of a traceback when the log opens, after the first epoch
 when the first checkpoint is saved, or at the very end for the result file). Temporaries that killed
@@ -18,7 +18,8 @@ from mmrec_motor.keys import ConfigError
 from mmrec_motor.motor.cache import writable_dir
 
 # (key, is a folder itself)
-_OUTPUTS = (("result_file", False), ("topk_file", False), ("log_dir", True), ("checkpoint_dir", True))
+_OUTPUTS = (("result_file", False), ("topk_file", False), ("user_metrics_file", False), ("log_dir", True),
+            ("checkpoint_dir", True))
 
 
 def nearest_existing(path: str) -> str:
@@ -33,8 +34,8 @@ def nearest_existing(path: str) -> str:
 
 
 def check_writable_outputs(config: Mapping[str, Any]) -> None:
-    """ConfigError when ``result_file``, ``topk_file``, ``log_dir`` or ``checkpoint_dir`` could not be
-    written (see the module docstring)."""
+    """ConfigError when ``result_file``, ``topk_file``, ``user_metrics_file``, ``log_dir`` or
+    ``checkpoint_dir`` could not be written (see the module docstring)."""
     for key, is_folder in _OUTPUTS:
         value = config[key]
         if not value:

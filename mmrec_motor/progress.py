@@ -136,7 +136,8 @@ class GridProgress:
 
 
 def result_paths_line(config: Mapping[str, Any], logger: logging.Logger) -> str:
-    """Where this run's outputs went (log file, result and top-K files, checkpoints)."""
+    """Where this run's outputs went (log file, result, top-K and per-user metrics files, checkpoints)."""
     parts: Dict[str, Any] = {"log": getattr(logger, "log_path", None), "result": config["result_file"],
-                             "top-k": config["topk_file"], "checkpoints": config["checkpoint_dir"]}
+                             "top-k": config["topk_file"], "per-user metrics": config["user_metrics_file"],
+                             "checkpoints": config["checkpoint_dir"]}
     return "outputs: " + ", ".join(f"{name} {path}" for name, path in parts.items() if path)

@@ -26,7 +26,7 @@ from mmrec_motor.data.loader import load_data
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.distributed import Ranks, backend_for, current, main_first, setup
 from mmrec_motor.evaluation import TopKEvaluator, format_metrics
-from mmrec_motor.fileio import checksum_problem, json_writer, topk_writer, write_all
+from mmrec_motor.fileio import UserMetrics, checksum_problem, json_writer, topk_writer, user_metrics_writer, write_all
 from mmrec_motor.keys import BEFORE_THE_KEY, run_identity
 from mmrec_motor.logs import ALWAYS, get_logger, silent_logger
 from mmrec_motor.models import get_model
@@ -203,6 +203,7 @@ def quick_start(config: Config) -> Dict[str, Any]:
     runs: List[Dict[str, Any]] = []
     chosen: Optional[int] = None
     chosen_topk: Optional[np.ndarray] = None
+    chosen_users: Optional[UserMetrics] = None
     combinations = grid(config)
     reduced = grid_note(config, len(combinations))
     if reduced:
@@ -223,8 +224,12 @@ def quick_start(config: Config) -> Dict[str, Any]:
         score = run["valid"].get(valid_metric, -np.inf)
         if chosen is None or score > runs[chosen]["valid"].get(valid_metric, -np.inf):
             chosen = len(runs) - 1
-            if config["topk_file"]:
-                chosen_topk = test.rank(model)     # the model holds its best-valid parameters here
+            # the model holds its best-valid parameters here
+            test_ranked = test.rank(model) if config["topk_file"] or config["user_metrics_file"] else None
+            chosen_topk = test_ranked if config["topk_file"] else None
+            if config["user_metrics_file"]:
+                chosen_users = {"valid": (valid.users, valid.per_user_metrics(valid.rank(model))),
+                                "test": (test.users, test.per_user_metrics(test_ranked))}
         logger.info("████Current BEST████:\nParameters: "
                     f"{list(names)}={tuple(runs[chosen]['parameters'].values())},\n"
                     f"Valid: {format_metrics(runs[chosen]['valid'])},\nTest: {format_metrics(runs[chosen]['test'])}\n")
@@ -268,6 +273,8 @@ def quick_start(config: Config) -> Dict[str, Any]:
     outputs = []
     if config["topk_file"] and chosen_topk is not None:
         outputs.append((config["topk_file"], topk_writer(test.users, chosen_topk)))
+    if config["user_metrics_file"] and chosen_users is not None:
+        outputs.append((config["user_metrics_file"], user_metrics_writer(chosen_users)))
     if config["result_file"]:
         outputs.append((config["result_file"], json_writer(result, trailing_newline=False)))
     if ranks.main:

@@ -71,3 +71,22 @@ def built_wheel(tmp_path_factory) -> Path:
         pytest.skip(f"cannot build a wheel offline here: {done.stderr[-200:]}")
     assert done.returncode == 0, done.stderr
     return next(folder.glob("mmrec_motor-*.whl"))
+
+
+def bench_args(tmp_path, run_dirs, out, models, variants, seeds):
+    """``mmrec-motor bench`` arguments for toy (2 epochs, one thread, data and caches under tmp_path)."""
+    caches = {k: run_dirs[k] for k in ("graph_cache_dir", "motor_cache_dir", "use_gpu")}
+    extra = {"data_path": tmp_path / "data", "epochs": 2, "num_threads": 1, **caches}
+    return (["bench", "-m", models, "-d", "toy", "--variants", variants, "--seeds", seeds, "--out", str(out)]
+            + [f"--{k}={v}" for k, v in extra.items()])
+
+
+def summary_rows(text):
+    """{model: {column: cell}} of the summary's tables (one dataset here)."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows

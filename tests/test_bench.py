@@ -11,6 +11,7 @@ from mmrec_motor.cli import main
 from mmrec_motor.config import ConfigError
 from mmrec_motor.experiments import bench, store
 from mmrec_motor.experiments.tables import stat
+from tests.conftest import bench_args, summary_rows
 
 
 def run_name(config):
@@ -32,27 +33,9 @@ def counted_runs(monkeypatch):
     return calls
 
 
-def bench_args(tmp_path, run_dirs, out, models, variants, seeds):
-    caches = {k: run_dirs[k] for k in ("graph_cache_dir", "motor_cache_dir", "use_gpu")}
-    extra = {"data_path": tmp_path / "data", "epochs": 2, "num_threads": 1, **caches}
-    return (["bench", "-m", models, "-d", "toy", "--variants", variants, "--seeds", seeds, "--out", str(out)]
-            + [f"--{k}={v}" for k, v in extra.items()])
-
-
 def read_csv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def summary_rows(text):
-    """{model: {column: cell}} of the summary's tables (one dataset here)."""
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = {}
-    for line in lines[1:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0]] = dict(zip(header, cells))
-    return rows
 
 
 def mean_of(cell):
@@ -154,6 +137,8 @@ def test_bench_refuses_keys_it_owns_and_mixed_overrides(tmp_path, run_dirs, caps
     out = tmp_path / "bench"
     assert main(bench_args(tmp_path, run_dirs, out, "BPR", "id", "1") + ["--seed=3"]) == 2
     assert "--seed" in capsys.readouterr().err
+    assert main(bench_args(tmp_path, run_dirs, out, "BPR", "id", "1") + ["--user_metrics_file=x.npz"]) == 2
+    assert "drop --user_metrics_file" in capsys.readouterr().err
     store.record_bench(str(out), "first", ["BPR"], ["toy"], ["id"], [1], {"epochs": 2})
     with pytest.raises(ConfigError, match="other overrides"):
         store.record_bench(str(out), "second", ["BPR"], ["toy"], ["id"], [1], {"epochs": 3})

@@ -403,7 +403,7 @@ def test_unreadable_yaml_names_the_file(tmp_path, monkeypatch, capsys, content, 
     assert re.search(expect, last_error(capsys))
 
 
-@pytest.mark.parametrize("key", ["log_dir", "checkpoint_dir", "result_file", "topk_file"])
+@pytest.mark.parametrize("key", ["log_dir", "checkpoint_dir", "result_file", "topk_file", "user_metrics_file"])
 def test_output_in_a_read_only_folder_is_refused_before_training(tmp_path, toy_data, run_dirs, capsys,
                                                                  read_only, key):
     """Before: a PermissionError traceback when the log opened or the first checkpoint was saved, or

@@ -11,7 +11,7 @@ Four commands share one data folder and token/graph caches (toy, 3 epochs, seed 
 What is compared, after :func:`normalise`: ``results.csv`` without the timing columns, ``summary.md``
 with its timing columns blanked, the analysis markdown, ``bench.json``, every run JSON without timings
 and with the temporary folder written ``<TMP>``, the names of the files in ``runs/``, ``saved/``,
-``topk/`` and ``log/<run>/`` (the date in a log name blanked), and each top-K file: its header and
+``topk/``, ``users/`` and ``log/<run>/`` (the date in a log name blanked), and each top-K file: its header and
 user column exactly, its ranked items up to :data:`TOPK_CELLS_MAY_DIFFER` of the cells. Why that
 share: two items whose scores differ in the last float32 bit swap places when the CPU sums a dot
 product in another order (torch without SIMD moved 2 of the 20,000 cells of toy's files and left
@@ -103,7 +103,7 @@ def normalise(folder: Path, root: str) -> dict:
         elif path.suffix == ".tsv":
             files[rel] = path.read_text(encoding="utf-8")
     listing = []
-    for sub in ("runs", "saved", "topk", "log"):
+    for sub in ("runs", "saved", "topk", "users", "log"):
         for path in sorted((folder / sub).rglob("*")) if (folder / sub).is_dir() else []:
             if path.is_file():
                 listing.append(re.sub(r"-[A-Z][a-z]{2}-\d\d-\d{4}-\d\d-\d\d-\d\d\.log$", "-<date>.log",

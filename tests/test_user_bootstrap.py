@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmrec_motor.experiments.bootstrap import change_interval, draws, split_gap
+from mmrec_motor.experiments.bootstrap import BLOCK, change_interval, draw_blocks, draws, seed_mean, split_gap
 from tests.backbones import FixedScores, toy_config
-from tests.conftest import REPO
+from tests.conftest import REPO, bench_args
 
 
 def test_draws_are_counts_of_n_users_per_round():
@@ -16,6 +16,24 @@ def test_draws_are_counts_of_n_users_per_round():
     assert counts.shape == (300, 5) and counts.dtype == np.int64
     assert (counts.sum(1) == 5).all() and (counts >= 0).all()
     assert abs(counts.mean() - 1.0) < 0.05                     # each user drawn once per round on average
+
+
+def test_draws_in_blocks_are_one_draw():
+    """Blocks of BLOCK rounds from one generator: the same counts as drawing every round at once (so
+    the interval of a change does not depend on the block size)."""
+    blocks = list(draw_blocks(7, 2 * BLOCK + 3, seed=4))
+    assert [len(b) for b in blocks] == [BLOCK, BLOCK, 3]
+    once = np.random.default_rng(4).multinomial(7, np.full(7, 1 / 7), size=2 * BLOCK + 3)
+    assert np.array_equal(np.concatenate(blocks), once) and np.array_equal(draws(7, 2 * BLOCK + 3, 4), once)
+
+
+def test_seed_mean_averages_each_users_values_over_runs():
+    users, mean = seed_mean([(np.array([3, 1]), np.array([0.0, 1.0])), (np.array([3, 1]), np.array([0.5, 0.0]))])
+    assert np.array_equal(users, [3, 1]) and np.array_equal(mean, [0.25, 0.5])
+    with pytest.raises(ValueError, match="ID side: the runs evaluate different users"):
+        seed_mean([(np.array([3, 1]), np.zeros(2)), (np.array([1, 3]), np.zeros(2))], "ID side")
+    with pytest.raises(ValueError, match="runs: no runs to average"):
+        seed_mean([])
 
 
 def test_a_constant_ratio_has_a_zero_width_interval():
@@ -86,6 +104,10 @@ def test_per_user_recall_averages_to_the_evaluators_recall(tmp_path, run_dirs):
             assert values.shape == (len(evaluator.users),)
             assert round(float(values.mean()), 4) == evaluator.metrics_of(ranked)[f"{metric}@20"]
             assert values.min() >= 0 and values.max() <= 1
+        table = evaluator.per_user_metrics(ranked)              # every configured metric@k at once
+        assert list(table) == list(evaluator.metrics_of(ranked))
+        assert all(v.mean() == pytest.approx(evaluator.metrics_of(ranked)[k], abs=5.0001e-5) for k, v in table.items())
+        assert np.array_equal(table["ndcg@10"], evaluator.per_user(ranked, "ndcg", 10))
         with pytest.raises(ValueError, match=r"cut-off 51 is outside the ranking's 1..50 places"):
             evaluator.per_user(ranked, "recall", 51)
         with pytest.raises(ValueError, match=r"metric 'hit': expected one of map, ndcg, precision, recall"):
@@ -134,20 +156,23 @@ def test_cold_users_bootstrap_against_content_knn(tmp_path, run_dirs):
 
 
 def test_user_bootstrap_on_a_bench_folder(tmp_path, run_dirs, capsys):
-    """The whole script on a toy bench (BPR, ID and MOTOR, 2 seeds, 2 epochs): every reloaded run
-    reproduces its stored valid and test Recall@20, and the printed means are the seed means."""
+    """The whole script on a toy bench (BPR, ID and MOTOR, 2 seeds, 2 epochs): every run's per-user
+    values (from its per-user metrics file, and again reloaded from its checkpoint once the files are
+    gone) reproduce its stored valid and test Recall@20, and the printed means are the seed means."""
     import json
+    import shutil
 
     from mmrec_motor.cli import main as cli
 
     out = tmp_path / "bench"
-    caches = {k: run_dirs[k] for k in ("graph_cache_dir", "motor_cache_dir", "use_gpu")}
-    extra = {"data_path": tmp_path / "data", "epochs": 2, "num_threads": 1, **caches}
-    assert cli(["bench", "-m", "BPR", "-d", "toy", "--variants", "id,motor", "--seeds", "1,2", "--out", str(out)]
-               + [f"--{k}={v}" for k, v in extra.items()]) == 0
+    assert cli(bench_args(tmp_path, run_dirs, out, "BPR", "id,motor", "1,2")) == 0
     capsys.readouterr()
     assert _script().main([str(out), "--resamples", "200", "--window", "1"]) == 0
+    from_files = capsys.readouterr().out
+    shutil.rmtree(out / "users")
+    assert _script().main([str(out), "--resamples", "200", "--window", "1"]) == 0
     printed = capsys.readouterr().out
+    assert printed == from_files                     # reloaded checkpoints give the files' values exactly
     assert printed.count(": reproduced") == 8 and "NOT" not in printed
     stored = {}
     for path in (out / "runs").glob("*.json"):

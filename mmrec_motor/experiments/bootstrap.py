@@ -19,7 +19,7 @@ once per round and computes each split's rel^(r) on the drawn users that the spl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence, Tuple
 
 import numpy as np
 
@@ -60,12 +60,35 @@ def _check_pair(m_a: np.ndarray, m_b: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: model A's mean is 0, so a relative change is undefined")
 
 
-def draws(n_users: int, resamples: int, seed: int) -> np.ndarray:
-    """The bootstrap's counts c_r[u]: int64 [resamples, n_users], each row summing to n_users."""
+def seed_mean(runs: Sequence[Tuple[np.ndarray, np.ndarray]], what: str = "runs") -> Tuple[np.ndarray, np.ndarray]:
+    """(users, each user's value averaged over the runs) from ``[(users int [n], values float [n]), ...]``
+    (e.g. one side's seeds); the runs must evaluate the same users in the same order."""
+    if not runs:
+        raise ValueError(f"{what}: no runs to average")
+    users = np.asarray(runs[0][0])
+    if any(not np.array_equal(users, u) for u, _ in runs):
+        raise ValueError(f"{what}: the runs evaluate different users (a seed-drawn split?)")
+    return users, np.mean([np.asarray(v, np.float64) for _, v in runs], axis=0)
+
+
+#: rounds drawn at once: a block of counts is int64 [250, n_users] (71 MB at full Sports' 35,598 users)
+BLOCK = 250
+
+
+def draw_blocks(n_users: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """The bootstrap's counts c_r[u] in blocks of at most :data:`BLOCK` rounds, int64 [rounds, n_users],
+    each row summing to n_users; the blocks, stacked, are :func:`draws` (one generator, drawn in order)."""
     if resamples < 1 or n_users < 1:
         raise ValueError(f"resamples and n_users must be >= 1, got {resamples} and {n_users}")
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=resamples)
+    shares = np.full(n_users, 1.0 / n_users)
+    for start in range(0, resamples, BLOCK):
+        yield rng.multinomial(n_users, shares, size=min(BLOCK, resamples - start))
+
+
+def draws(n_users: int, resamples: int, seed: int) -> np.ndarray:
+    """The bootstrap's counts c_r[u]: int64 [resamples, n_users], each row summing to n_users."""
+    return np.concatenate(list(draw_blocks(n_users, resamples, seed)))
 
 
 def change_interval(m_a: Sequence[float], m_b: Sequence[float], resamples: int = 2000,
@@ -77,8 +100,8 @@ def change_interval(m_a: Sequence[float], m_b: Sequence[float], resamples: int =
     """
     m_a, m_b = np.asarray(m_a, np.float64), np.asarray(m_b, np.float64)
     _check_pair(m_a, m_b, "change_interval")
-    counts = draws(len(m_a), resamples, seed)
-    return _interval(m_b.mean() / m_a.mean() - 1, _changes(counts, m_a, m_b))
+    rounds = [_changes(block, m_a, m_b) for block in draw_blocks(len(m_a), resamples, seed)]
+    return _interval(m_b.mean() / m_a.mean() - 1, np.concatenate(rounds))
 
 
 def split_gap(valid_a: Sequence[float], valid_b: Sequence[float], valid_users: Sequence[int],
@@ -100,11 +123,12 @@ def split_gap(valid_a: Sequence[float], valid_b: Sequence[float], valid_users: S
                              f"with {len(np.unique(users))} distinct")
         arrays[name] = (a, b, users)
     union = np.union1d(arrays["valid"][2], arrays["test"][2])
-    counts = draws(len(union), resamples, seed)
-    rels, rounds = {}, {}
-    for name, (a, b, users) in arrays.items():
-        drawn = counts[:, np.searchsorted(union, users)]            # [resamples, n_split_users]
-        rels[name] = b.mean() / a.mean() - 1
-        rounds[name] = _changes(drawn, a, b)
+    rels = {name: b.mean() / a.mean() - 1 for name, (a, b, _) in arrays.items()}
+    rounds = {name: [] for name in arrays}
+    for block in draw_blocks(len(union), resamples, seed):
+        for name, (a, b, users) in arrays.items():
+            drawn = block[:, np.searchsorted(union, users)]         # [rounds, n_split_users]
+            rounds[name].append(_changes(drawn, a, b))
+    rounds = {name: np.concatenate(parts) for name, parts in rounds.items()}
     return (_interval(rels["valid"], rounds["valid"]), _interval(rels["test"], rounds["test"]),
             _interval(rels["valid"] - rels["test"], rounds["valid"] - rounds["test"]))

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from mmrec_motor.config import Config, ConfigError, parse_overrides
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.experiments.store import (VARIANTS, RunSpec, check_overrides, load_result, record_bench,
-                                           topk_path, valid_score)
+                                           topk_path, users_path, valid_score)
 
 
 def split_list(text: str, what: str) -> List[str]:
@@ -140,12 +140,12 @@ def first_grid_values(model: str, dataset: str, overrides: Mapping[str, Any]) ->
 def run_values(out: str, spec: RunSpec, overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """The overrides of one run: logs and checkpoints inside ``out``, no periodic checkpoints, quiet;
     the user's ``overrides`` come next and win; then the run's own keys; no result or top-K file (the
-    runner writes the result itself)."""
+    runner writes the result itself); the per-user metrics to ``DIR/users/<name>.npz``."""
     values: Dict[str, Any] = {"log_dir": os.path.join(out, "log", spec.name),
                               "checkpoint_dir": os.path.join(out, "saved"),
                               "checkpoint_every": 0, "verbose": False}
     values.update(overrides)
-    values.update({"result_file": None, "topk_file": None})
+    values.update({"result_file": None, "topk_file": None, "user_metrics_file": users_path(out, spec)})
     values.update(dict(spec.extra))
     return values
 

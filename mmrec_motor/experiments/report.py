@@ -5,7 +5,8 @@
   epochs run, best epoch);
 - ``summary.md``: the command lines, then per dataset one row per model: ID and MOTOR test Recall@20
   and NDCG@20 (mean ± std over seeds), the relative change of the means, a paired t-test over seeds
-  on test Recall@20, item-representation parameters and train seconds per epoch with their MOTOR/ID
+  on test Recall@20, the 95% interval of the Recall@20 change over the test users (:func:`users_interval`,
+  from the runs' per-user metrics files), item-representation parameters and train seconds per epoch with their MOTOR/ID
   ratios (:data:`SUMMARY_HEADER`).
 """
 from __future__ import annotations
@@ -17,17 +18,20 @@ import os
 import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+import numpy as np
+
+from mmrec_motor.experiments.bootstrap import change_interval, seed_mean
 from mmrec_motor.experiments.store import (TUNED_VARIANTS, VARIANTS, load_runs, run_seed, run_variant,
-                                           runs_dir, spec_of, valid_score)
+                                           runs_dir, saved_user_metrics, spec_of, valid_score)
 from mmrec_motor.experiments.tables import (commands_block, failures_block, markdown_table, mean,
                                             relative_change, stat)
-from mmrec_motor.fileio import write_text
+from mmrec_motor.fileio import read_user_metrics, write_text
 
 RESULT_COLUMNS_HEAD = ["model", "dataset", "variant", "seed"]
 RESULT_COLUMNS_TAIL = ["item_repr_params", "total_params", "train_seconds_per_epoch", "eval_seconds",
                        "epochs_run", "best_epoch"]
 SUMMARY_HEADER = ["model", "ID R@20", "MOTOR R@20", "Δ R@20", "ID N@20", "MOTOR N@20", "Δ N@20",
-                  "p (paired t, R@20)", "seeds ID/MOTOR", "item params ID", "item params MOTOR",
+                  "p (paired t, R@20)", "Δ R@20, 95% over users", "seeds ID/MOTOR", "item params ID", "item params MOTOR",
                   "params MOTOR/ID", "s/epoch ID", "s/epoch MOTOR", "s/epoch MOTOR/ID"]
 
 
@@ -88,6 +92,40 @@ def ratio(id_value: Optional[float], motor_value: Optional[float], fmt: str = "{
     return fmt.format(motor_value / id_value) if id_value else "n/a"
 
 
+USERS_RESAMPLES, USERS_SEED = 2000, 0
+
+
+def users_interval(side_rows: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "recall@20") -> str:
+    """The 95% interval of MOTOR's change over ID on test ``metric`` over the test users, ``[low, high]``:
+    each user's value averaged over a side's runs, the users resampled with replacement
+    (:func:`mmrec_motor.experiments.bootstrap.change_interval`, :data:`USERS_RESAMPLES` rounds, seed
+    :data:`USERS_SEED`). ``-`` when a run has no per-user metrics file (``user_metrics_path``: runs made
+    before bench wrote them) or none of ``metric``; ``n/a`` (with the reason) when the runs evaluate
+    different test users (the cold-start protocol draws its held-out items per seed) or ID scores 0."""
+    per_side = {}
+    for variant in VARIANTS:
+        paths = [row.get("user_metrics_path") for row in side_rows[variant]]
+        if not paths or None in paths:
+            return "-"
+        runs = []
+        for path in paths:
+            users, values = read_user_metrics(path)["test"]
+            if metric not in values:
+                return "-"
+            runs.append((users, values[metric]))
+        try:
+            per_side[variant] = seed_mean(runs)
+        except ValueError:
+            return "n/a (seeds with other test users)"
+    (id_users, id_values), (motor_users, motor_values) = per_side["id"], per_side["motor"]
+    if not np.array_equal(id_users, motor_users):
+        return "n/a (ID and MOTOR have other test users)"
+    if id_values.sum() <= 0:
+        return "n/a (ID scores 0)"
+    change = change_interval(id_values, motor_values, USERS_RESAMPLES, USERS_SEED)
+    return f"[{100 * change.low:+.1f}%, {100 * change.high:+.1f}%]"
+
+
 def model_summary_row(model: str, rows: Sequence[Mapping[str, Any]]) -> List[str]:
     """One summary row: a model's ID and MOTOR runs on one dataset (the CSV rows of those runs)."""
     side = {v: [r for r in rows if r["variant"] == v] for v in VARIANTS}
@@ -104,6 +142,7 @@ def model_summary_row(model: str, rows: Sequence[Mapping[str, Any]]) -> List[str
             stat(values("id", "test_ndcg@20")), stat(values("motor", "test_ndcg@20")),
             relative_change(values("id", "test_ndcg@20"), values("motor", "test_ndcg@20")),
             paired_p_value(by_seed["id"], by_seed["motor"]),
+            users_interval(side),
             f"{len(side['id'])}/{len(side['motor'])}",
             "-" if params["id"] is None else f"{params['id']:,.0f}",
             "-" if params["motor"] is None else f"{params['motor']:,.0f}",
@@ -132,11 +171,14 @@ def chosen_on_validation(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, An
 def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
     """``summary.md``: the command lines, then per dataset one row per model (:data:`SUMMARY_HEADER`),
     then the runs a NaN loss ended and the failed runs of ``out``."""
-    rows = [result_row(r) for r in results]
+    rows = [{**result_row(r), "user_metrics_path": saved_user_metrics(out, r)} for r in results]
     lines = ["# Benchmark: ID vs MOTOR", ""] + commands_block(out, "# (unknown: no bench.json in this folder)")
     lines += ["Test Recall@20 / NDCG@20 at the best-valid epoch, mean ± std (ddof=1) over seeds; Δ: relative "
               "change of the means, MOTOR vs ID; p: paired t-test (scipy.stats.ttest_rel) on test Recall@20 "
-              "over the seeds both variants ran (n/a under two pairs); item params: the item representation "
+              "over the seeds both variants ran (n/a under two pairs); 95% over users: the interval of the R@20 "
+              "change when the test users are resampled (each user's Recall@20 averaged over a side's seeds; "
+              f"paired bootstrap, {USERS_RESAMPLES:,} rounds; - for runs without per-user files); item params: "
+              "the item representation "
               "(ID table, or token tables + cross network); s/epoch: mean training seconds per epoch.", ""]
     plain = [r for r in rows if r["variant"] in VARIANTS]
     for dataset in sorted({r["dataset"] for r in plain}):

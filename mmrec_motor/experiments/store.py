@@ -4,6 +4,7 @@
     DIR/runs/<name>.json         a finished run's result dict (quick_start's, as ``--result_file``)
     DIR/runs/<name>.error.txt    the error of a run that failed (removed when it succeeds later)
     DIR/topk/<name>.tsv          a run's test top-50 (cold-items)
+    DIR/users/<name>.npz         a run's valid and test metrics per user (``user_metrics_file``)
     DIR/log/<name>/, DIR/saved/  each run's log and best checkpoint
 
 ``<name>`` is :attr:`RunSpec.name`: ``<model>-<dataset>-<variant>-<seed>``, plus ``-<tag>`` for a run
@@ -26,7 +27,7 @@ VARIANTS = ("id", "motor")
 TUNED_VARIANTS = ("id-tuned", "motor-tuned")
 ALL_VARIANTS = VARIANTS + TUNED_VARIANTS
 # Keys that bench and the analyses set per run; passing them as overrides is refused.
-BENCH_OWNED_KEYS = ("seed", "motor", "result_file", "topk_file")
+BENCH_OWNED_KEYS = ("seed", "motor", "result_file", "topk_file", "user_metrics_file")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ def topk_path(out: str, spec: RunSpec) -> str:
     return os.path.join(out, "topk", spec.name + ".tsv")
 
 
+def users_path(out: str, spec: RunSpec) -> str:
+    return os.path.join(out, "users", spec.name + ".npz")
+
+
 def load_result(out: str, spec: RunSpec) -> Optional[Dict[str, Any]]:
     """The run's result dict, or None when it has not finished."""
     path = result_path(out, spec)
@@ -79,6 +84,14 @@ def saved_checkpoint(out: str, result: Mapping[str, Any]) -> Optional[str]:
     except (KeyError, IndexError, TypeError):
         return None
     candidates = [stored, os.path.join(out, "saved", os.path.basename(stored))] if stored else []
+    return next((p for p in candidates if os.path.isfile(p)), None)
+
+
+def saved_user_metrics(out: str, result: Mapping[str, Any]) -> Optional[str]:
+    """The per-user metrics file of a finished run: where its config says, or under ``DIR/users`` (a
+    folder that moved or was merged); None when it has none (a run from before the file existed)."""
+    stored = (result.get("config") or {}).get("user_metrics_file")
+    candidates = [stored, os.path.join(out, "users", os.path.basename(stored))] if stored else []
     return next((p for p in candidates if os.path.isfile(p)), None)
 
 
@@ -147,7 +160,7 @@ def load_commands(out: str) -> List[str]:
 
 
 def check_overrides(overrides: Mapping[str, Any]) -> None:
-    """Refuse the keys that bench sets per run (seed, motor, result_file, topk_file)."""
+    """Refuse the keys that bench sets per run (:data:`BENCH_OWNED_KEYS`)."""
     owned = [k for k in BENCH_OWNED_KEYS if k in overrides]
     if owned:
         raise ConfigError(f"bench sets {', '.join(owned)} itself (use --seeds / --variants; each run's "
