@@ -6,9 +6,9 @@ reads leaves out the noise of which users the fixed split evaluates. On sparse d
 For each model x dataset of DIR (a bench folder holding both sides, e.g. one that
 ``benchmarks/merge_runs.py`` filled), each side's runs (the tuned protocol: the combination each
 seed chose on validation, as the summary picks it) give their per-user metrics: from the run's
-per-user metrics file (``DIR/users``, which bench writes since it existed) or else by reloading the run
-from its best checkpoint (``quick_start.load_run``, nothing trained); each user's metric on valid and on test is averaged over
-the side's seeds, and the script prints, for MOTOR over ID: the change on valid and on test with 95%
+per-user metrics file (``DIR/users``, which bench writes since it existed) or else by reloading the
+run from its best checkpoint (``quick_start.load_run``, nothing trained). Each user's metric on valid
+and on test is averaged over the side's seeds, and the script prints, for MOTOR over ID: the change on valid and on test with 95%
 bootstrap intervals, and the valid-minus-test gap with its interval (the users of the two splits
 drawn together). A gap whose interval holds 0 is what the users' noise alone gives.
 

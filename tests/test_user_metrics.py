@@ -47,8 +47,8 @@ def test_the_file_round_trips_and_bad_files_name_the_array(tmp_path):
 
 def test_a_run_writes_each_users_metrics_whose_means_are_its_results(tmp_path, run_dirs):
     result, users = tmp_path / "r.json", tmp_path / "out" / "u.npz"
-    values = {**run_dirs, "data_path": tmp_path / "data", "epochs": 2, "result_file": result, "user_metrics_file": users,
-              "reg_weight": "[0.1,2.0]"}                          # two combinations: the chosen one's file
+    values = {**run_dirs, "data_path": tmp_path / "data", "epochs": 2, "result_file": result,
+              "user_metrics_file": users, "reg_weight": "[0.1,2.0]"}    # two combinations: the chosen one's file
     assert main(["run", "-m", "BPR", "-d", "toy"] + [f"--{k}={v}" for k, v in values.items()]) == 0
     best = json.loads(result.read_text())["best"]
     stored = read_user_metrics(str(users))

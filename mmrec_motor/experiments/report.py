@@ -31,8 +31,8 @@ RESULT_COLUMNS_HEAD = ["model", "dataset", "variant", "seed"]
 RESULT_COLUMNS_TAIL = ["item_repr_params", "total_params", "train_seconds_per_epoch", "eval_seconds",
                        "epochs_run", "best_epoch"]
 SUMMARY_HEADER = ["model", "ID R@20", "MOTOR R@20", "Δ R@20", "ID N@20", "MOTOR N@20", "Δ N@20",
-                  "p (paired t, R@20)", "Δ R@20, 95% over users", "seeds ID/MOTOR", "item params ID", "item params MOTOR",
-                  "params MOTOR/ID", "s/epoch ID", "s/epoch MOTOR", "s/epoch MOTOR/ID"]
+                  "p (paired t, R@20)", "Δ R@20, 95% over users", "seeds ID/MOTOR", "item params ID",
+                  "item params MOTOR", "params MOTOR/ID", "s/epoch ID", "s/epoch MOTOR", "s/epoch MOTOR/ID"]
 
 
 def result_row(result: Mapping[str, Any]) -> Dict[str, Any]:
