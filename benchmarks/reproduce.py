@@ -1,5 +1,5 @@
 """Rerun the lfm2k accuracy tables of docs/benchmarks.md in one command: the ID vs MOTOR bench of every
-backbone, the cold-item buckets, the inductive cold start and the token-budget sweep.
+backbone, both sides tuned, the cold-item buckets, the inductive cold start and the token-budget sweep.
 
     python benchmarks/reproduce.py --jobs 2 --out runs/reproduce --data_path=../shared/data
     python benchmarks/reproduce.py --tables cold-items --models LGMRec --seeds 999 --jobs 2 ...
@@ -22,13 +22,29 @@ cold-start table of §26 (held-out items scored as without the protocol):
     python benchmarks/reproduce.py --tables cold-start -d sports20 --seeds 999 \
         --models ContentKNN,POP,LightGCN,FREEDOM,BPR,VBPR,BM3,LATTICE,SLMRec,GRCN,MMGCN \
         --cold_item_test=own --jobs 2 --out runs/reproduce_s20 --data_path=../shared/data
+
+The ``tuned`` table is the "tuned" columns of §24 (every backbone with an item table, ID against
+MOTOR, three seeds): ``bench --protocol tuned --budget 3`` (each side 3 combinations, chosen on
+validation), except the cells that §24 filled otherwise, which ``TUNED_ARGS`` writes out: on sports20
+BPR and VBPR over ``reg_weight`` 1e-2, 1e-3, 1e-4 (§21), LATTICE and GRCN at a learning rate of 1e-3 on
+both sides (§20, §23); on lfm2k SLMRec and MGCN with ``--motor-search paired`` (§26, §27), LATTICE at
+1e-3 and GRCN at (``reg_weight``, ``learning_rate``) = (1e-3, 1e-2), MOTOR without fine cells there
+(§29). BM3 on lfm2k runs the protocol with a budget of 3 (§24's cell is a budget of 2 on one seed,
+then its choice on three). On sports20, MGCN and LGMRec need image features and fail with that
+error; leave them out with ``--models``:
+
+    python benchmarks/reproduce.py --tables tuned -d sports20 \
+        --models LightGCN,SLMRec,BPR,VBPR,FREEDOM,BM3,LATTICE,MMGCN,GRCN --jobs 2 --out runs/tuned_s20 ...
+
+Its summary gives each cell's paired t-test over the seeds and the interval of the change over the
+test users.
 """
 import argparse
 import os
 import shlex
 import subprocess
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, Union
 
 from mmrec_motor.config import ConfigError, available_models
 from mmrec_motor.experiments.plan import parse_seeds, split_list
@@ -36,18 +52,27 @@ from mmrec_motor.motor.adapters import RefusedAdapter, registered_adapters
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-TABLES = ("bench", "cold-items", "cold-start", "token-budget")
+
+def variants_of(model: str) -> List[str]:
+    """id and motor, or id alone for a backbone without an item ID table (DualGNN, DRAGON)."""
+    refused = isinstance(registered_adapters().get(model), RefusedAdapter)
+    return ["id"] if refused else ["id", "motor"]
+
+
+TABLES = ("bench", "tuned", "cold-items", "cold-start", "token-budget")
 # each table's models and seeds (docs/benchmarks.md; LGMRec's cold items there have 5 seeds)
 # the 13 backbones of §12 (the untrained baselines POP and ContentKNN are not in those tables)
 BASELINES = ("POP", "ContentKNN")
 DEFAULT_MODELS = {
     "bench": [m for m in available_models() if m not in BASELINES],
+    "tuned": [m for m in available_models() if m not in BASELINES and variants_of(m) == ["id", "motor"]],
     "cold-items": ["FREEDOM", "BM3", "LGMRec"],
     "cold-start": ["FREEDOM", "BM3", "LGMRec"],
     "token-budget": ["FREEDOM"],
 }
 DEFAULT_SEEDS = {
     "bench": [999, 1000, 1001, 1002, 1003],
+    "tuned": [999, 1000, 1001],
     "cold-items": [999, 1000, 1001],
     "cold-start": [999, 1000, 1001],
     "token-budget": [999, 1000, 1001],
@@ -55,6 +80,7 @@ DEFAULT_SEEDS = {
 # the table's own arguments after -m ... --seeds ...
 TABLE_ARGS = {
     "bench": [],
+    "tuned": ["--protocol", "tuned", "--budget", "3"],
     "cold-items": [],
     "cold-start": ["--ratio", "0.1"],
     "token-budget": ["--subspaces", "2,4,8", "--nbits", "4,6,8", "--id-baseline"],
@@ -70,10 +96,27 @@ MODEL_KEYS: Dict[str, Dict[str, Dict[str, str]]] = {
 }
 
 
-def variants_of(model: str) -> List[str]:
-    """id and motor, or id alone for a backbone without an item ID table (DualGNN, DRAGON)."""
-    refused = isinstance(registered_adapters().get(model), RefusedAdapter)
-    return ["id"] if refused else ["id", "motor"]
+# the tuned table's cells that §24 filled otherwise than with TABLE_ARGS["tuned"] (module docstring):
+# per dataset and model, the arguments that replace TABLE_ARGS and MODEL_KEYS, or per variant
+_POINT = {"LATTICE": ["--learning_rate=0.001"], "GRCN": ["--learning_rate=0.001"]}
+_PAIRED = TABLE_ARGS["tuned"] + ["--motor-search", "paired"]
+TUNED_ARGS: Dict[str, Dict[str, Union[List[str], Dict[str, List[str]]]]] = {
+    "sports20": {"BPR": TABLE_ARGS["tuned"] + ["--reg_weight=[1e-2,1e-3,1e-4]"],
+                 "VBPR": TABLE_ARGS["tuned"] + ["--reg_weight=[1e-2,1e-3,1e-4]"], **_POINT},
+    "lfm2k": {"SLMRec": _PAIRED, "MGCN": _PAIRED, "LATTICE": _POINT["LATTICE"],
+              "GRCN": {"id": ["--reg_weight=0.001", "--learning_rate=0.01"],
+                       "motor": ["--reg_weight=0.001", "--learning_rate=0.01", "--motor_fine_nbits=null"]}},
+}
+
+
+def table_args(table: str, model: str, variant: str, dataset: str) -> List[str]:
+    """The arguments of one run after its seeds and variant: the table's own and the model's keys for
+    the dataset (``TUNED_ARGS`` for the tuned table, ``MODEL_KEYS`` for the others)."""
+    if table == "tuned":
+        cell = TUNED_ARGS.get(dataset, {}).get(model, TABLE_ARGS["tuned"])
+        return list(cell[variant] if isinstance(cell, dict) else cell)
+    keys = MODEL_KEYS.get(dataset, MODEL_KEYS["lfm2k"]).get(model, {})
+    return TABLE_ARGS[table] + [f"--{k}={v}" for k, v in keys.items()]
 
 
 def unit_command(table: str, model: str, variant: str, seed: int, dataset: str, out: str,
@@ -82,12 +125,11 @@ def unit_command(table: str, model: str, variant: str, seed: int, dataset: str, 
     unit = f"{model}-{variant}-{seed}"
     part = os.path.join(out, "parts", table, unit)
     cache = os.path.join(out, "cache", table, unit)
-    argv = ["mmrec-motor", table, "-m", model, "-d", dataset, "--seeds", str(seed)]
+    command = "bench" if table == "tuned" else table
+    argv = ["mmrec-motor", command, "-m", model, "-d", dataset, "--seeds", str(seed)]
     if table != "token-budget":
         argv += ["--variants", variant]
-    argv += TABLE_ARGS[table]
-    keys = MODEL_KEYS.get(dataset, MODEL_KEYS["lfm2k"]).get(model, {})
-    argv += [f"--{k}={v}" for k, v in keys.items()] + list(overrides)
+    argv += table_args(table, model, variant, dataset) + list(overrides)
     argv += [f"--graph_cache_dir={cache}/graph", f"--motor_cache_dir={cache}/motor", "--out", part]
     return unit, shlex.join(argv)
 
@@ -159,7 +201,7 @@ def main(argv: Sequence[str] = None) -> int:
             print(f"{table}: no finished part to merge", flush=True)
             status = status or 1
             continue
-        merge = [sys.executable, os.path.join(HERE, "merge_runs.py"), "--kind", table,
+        merge = [sys.executable, os.path.join(HERE, "merge_runs.py"), "--kind", "bench" if table == "tuned" else table,
                  os.path.join(args.out, table), *sources, *data_keys]
         status = subprocess.call(merge) or status
     return status

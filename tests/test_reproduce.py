@@ -17,14 +17,16 @@ def test_the_default_plan_is_the_published_tables():
     done = reproduce("--dry-run", "--out", "OUT")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    # bench: 5 seeds x (11 backbones x id, motor + DualGNN, DRAGON id only); cold items and cold
-    # start: 3 seeds x 3 backbones x 2 variants; token budget: one command per seed (3)
-    assert len(lines) == 5 * (11 * 2 + 2) + 2 * 3 * 3 * 2 + 3
+    # bench: 5 seeds x (11 backbones x id, motor + DualGNN, DRAGON id only); tuned: 3 seeds x the 11
+    # backbones with an item table x 2 variants; cold items and cold start: 3 seeds x 3 backbones x 2
+    # variants; token budget: one command per seed (3)
+    assert len(lines) == 5 * (11 * 2 + 2) + 3 * 11 * 2 + 2 * 3 * 3 * 2 + 3
     words = [line.split() for line in lines]
-    assert sum(w[1] == "bench" for w in words) == 120
+    assert sum(w[1] == "bench" and "/parts/bench/" in w[-1] for w in words) == 120
+    assert sum(w[1] == "bench" and "/parts/tuned/" in w[-1] for w in words) == 66
     assert not any(w[1] == "bench" and w[3] in ("DualGNN", "DRAGON") and "motor" in w for w in words)
-    assert sum(" -m GRCN " in line for line in lines) == 10
-    assert all("--reg_weight=1.0" in line for line in lines if " -m BPR " in line)
+    assert sum(" -m GRCN " in line for line in lines) == 10 + 6
+    assert all("--reg_weight=1.0" in line for line in lines if " -m BPR " in line and "/bench/" in line)
     assert all("--num_threads=1" in line for line in lines)
     first = lines[0].split()
     assert first[:9] == ["mmrec-motor", "bench", "-m", "BM3", "-d", "lfm2k", "--seeds", "999", "--variants"]
@@ -45,6 +47,35 @@ def test_sports20_takes_its_own_model_keys():
     assert not any("--reg_weight" in line or "--learning_rate" in line for line in lines if " -m LightGCN " in line)
 
 
+def test_the_tuned_table_runs_each_published_cell():
+    """The tuned protocol (3 combinations a side) where §24's tuned cell is one, the published point or
+    search elsewhere (reproduce.py TUNED_ARGS)."""
+    protocol = "--protocol tuned --budget 3"
+    cells = {}
+    for dataset in ("sports20", "lfm2k"):
+        done = reproduce("--dry-run", "--tables", "tuned", "-d", dataset, "--seeds", "999", "--out", "OUT",
+                         "--models", "LightGCN,BPR,LATTICE,GRCN,SLMRec")
+        assert done.returncode == 0, done.stderr
+        for line in done.stdout.splitlines():
+            words = line.split()
+            assert words[:2] == ["mmrec-motor", "bench"] and words[-1].startswith("OUT/parts/tuned/")
+            cells[(dataset, words[3], words[words.index("--variants") + 1])] = line
+    assert len(cells) == 20
+    for variant in ("id", "motor"):
+        for dataset in ("sports20", "lfm2k"):
+            assert protocol in cells[(dataset, "LightGCN", variant)]
+            assert "--learning_rate=0.001" in cells[(dataset, "LATTICE", variant)]
+            assert protocol not in cells[(dataset, "LATTICE", variant)]
+        assert f"{protocol} '--reg_weight=[1e-2,1e-3,1e-4]'" in cells[("sports20", "BPR", variant)]  # shell-quoted
+        assert "--reg_weight" not in cells[("lfm2k", "BPR", variant)]          # the grid's own points
+        assert "--learning_rate=0.001" in cells[("sports20", "GRCN", variant)]
+        assert "--reg_weight=0.001 --learning_rate=0.01" in cells[("lfm2k", "GRCN", variant)]
+        assert f"{protocol} --motor-search paired" in cells[("lfm2k", "SLMRec", variant)]
+        assert "--motor-search" not in cells[("sports20", "SLMRec", variant)]
+    assert "--motor_fine_nbits=null" in cells[("lfm2k", "GRCN", "motor")]
+    assert "--motor_fine_nbits" not in cells[("lfm2k", "GRCN", "id")]
+
+
 def test_it_refuses_unknown_tables_models_and_bare_words():
     done = reproduce("--dry-run", "--tables", "bench,nope")
     assert done.returncode == 2 and "--tables: unknown nope" in done.stderr
@@ -56,12 +87,12 @@ def test_it_refuses_unknown_tables_models_and_bare_words():
 
 def test_bench_and_cold_items_on_toy_then_resume(tmp_path):
     out = tmp_path / "out"
-    args = ["--tables", "bench,cold-items", "--models", "BPR", "--seeds", "1", "-d", "toy", "--jobs", 2,
+    args = ["--tables", "bench,tuned,cold-items", "--models", "BPR", "--seeds", "1", "-d", "toy", "--jobs", 2,
             "--out", out, "--epochs=2", f"--use_gpu={use_gpu()}",
             f"--data_path={tmp_path / 'data'}"]     # toy is generated here by two runs at once
     done = reproduce(*args)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 finished" in done.stdout
+    assert "6 finished" in done.stdout
     with open(out / "bench" / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted((r["model"], r["variant"], r["seed"]) for r in rows) == [("BPR", "id", "1"), ("BPR", "motor", "1")]
@@ -69,8 +100,14 @@ def test_bench_and_cold_items_on_toy_then_resume(tmp_path):
         run = json.loads((out / "bench" / "runs" / f"BPR-toy-{variant}-1.json").read_text())
         assert run["best"]["parameters"]["reg_weight"] == 1.0
     assert "Seeds per column: BPR id 1, BPR motor 1" in (out / "cold-items" / "cold_items.md").read_text()
+    # the tuned table: both sides' combinations merged, the summary's tuned section with 3/3 of them
+    tuned = json.loads((out / "tuned" / "bench.json").read_text())
+    assert len(tuned["commands"]) == 2 and all("--protocol tuned --budget 3" in c for c in tuned["commands"])
+    assert len(list((out / "tuned" / "runs").glob("BPR-toy-*-1-t*.json"))) == 6
+    summary = (out / "tuned" / "summary.md").read_text()
+    assert "## toy, tuned protocol" in summary and summary.rstrip().splitlines()[-1].endswith("| 3/3 |")
     # the parts resume: a rerun trains nothing and merges the same runs again
     again = reproduce(*args)
     assert again.returncode == 0, again.stdout + again.stderr
     logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
-    assert logs.count("skipped (result exists") == 4 and " ok (" not in logs
+    assert logs.count("skipped (result exists") == 4 + 6 and " ok (" not in logs
