@@ -8,7 +8,8 @@ lengths between the two (docs/benchmarks.md section 27); it applies where ``--no
 (its k content neighbours' mean row length / its own)^P, so its length follows how long the trained items
 like it are (P = 0: unchanged); with ``--keep-group`` the unseen rows are then rescaled together to the
 mean length they had before, so only their lengths relative to each other change (docs/benchmarks.md
-section 28).
+section 28). ``--equal``: the target of ``--nlength`` is the unseen rows' mean length instead of each
+one's neighbours', so P = 1 gives every unseen row one length and keeps their mean (section 30).
 
 Loads the run's best checkpoint once per (loops, norm, power, blend, nlength, k)
 (``quick_start.load_run`` with the keys overridden; the neighbours are derived from the features, not
@@ -22,6 +23,7 @@ section 25), and Recall@20 on all test items:
     python benchmarks/unseen_neighbours.py RUN.pth --k 10 --norm mean --power 0,0.5,1 --cold_item_test own
     python benchmarks/unseen_neighbours.py RUN.pth --k 10 --norm off --blend 0,0.5,1 --cold_item_test own
     python benchmarks/unseen_neighbours.py RUN.pth --k 10 --norm off --nlength 0,1 --keep-group --cold_item_test own
+    python benchmarks/unseen_neighbours.py RUN.pth --k 10 --norm off --nlength 0,1 --equal --cold_item_test own
 
 ``--cold_item_test own`` scores on the protocol's other test rows (train and valid are the same, so
 the model is the same; mmrec_motor/data/cold.py).
@@ -67,6 +69,8 @@ def main() -> None:
                         help="comma-separated exponents P >= 0 of the neighbours' length ratio (default: 0)")
     parser.add_argument("--keep-group", action="store_true",
                         help="with --nlength: keep the unseen rows' mean length (only their relative lengths change)")
+    parser.add_argument("--equal", action="store_true",
+                        help="with --nlength: the target length is the unseen rows' mean (P = 1: all one length)")
     parser.add_argument("--cold_item_test", choices=TEST_ROWS, default=None,
                         help="score on these test rows (default: the run's own setting)")
     args = parser.parse_args()
@@ -91,7 +95,7 @@ def main() -> None:
         overrides = {**base, "motor_unseen_neighbours": k, **({} if norm is None else {"motor_unseen_norm": norm}),
                      **({} if loop is None else {"isolated_self_loops": loop})}
         # loading and scoring alike see the rules' settings
-        with unseen_rules(power, blend, nlength, args.keep_group):
+        with unseen_rules(power, blend, nlength, args.keep_group, args.equal):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 run = load_run(args.checkpoint, overrides=overrides)
@@ -111,38 +115,42 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def unseen_rules(power: float, blend: float, nlength: float = 0.0, keep_group: bool = False):
+def unseen_rules(power: float, blend: float, nlength: float = 0.0, keep_group: bool = False,
+                 equal: bool = False):
     """While inside, the length rule multiplies the unseen rows by s^power, s its own factor
     (:func:`mmrec_motor.motor.unseen.unseen_factor`), and the neighbour blend borrows the share
     ``blend`` (:func:`mmrec_motor.motor.unseen.blend_neighbours`), then gives each unseen row its
-    neighbours' length to the power ``nlength`` (:func:`neighbour_lengths`); the TCN calls both at every
-    forward."""
+    neighbours' length (``equal``: the unseen rows' mean length) to the power ``nlength``
+    (:func:`neighbour_lengths`); the TCN calls both at every forward."""
     factor, blend_rule = unseen.unseen_factor, tcn.blend_neighbours
     unseen.unseen_factor = lambda table, weights, mask: factor(table, weights, mask) ** power
     blended = functools.partial(blend_rule, weight=blend)
     tcn.blend_neighbours = blended if nlength == 0.0 else functools.partial(
-        neighbour_lengths, blend=blended, exponent=nlength, keep_group=keep_group)
+        neighbour_lengths, blend=blended, exponent=nlength, keep_group=keep_group, equal=equal)
     try:
         yield
     finally:
         unseen.unseen_factor, tcn.blend_neighbours = factor, blend_rule
 
 
-def neighbour_lengths(table, unseen_items, neighbours, rows=None, full=None, *, blend, exponent, keep_group):
+def neighbour_lengths(table, unseen_items, neighbours, rows=None, full=None, *, blend, exponent, keep_group,
+                      equal=False):
     """``blend``'s table with each unseen row e_i (after the blend) multiplied by (m_i / ||e_i||)^P,
-    m_i = (1 / k) sum_{j in N(i)} ||e_j|| the mean length of its neighbours' rows, P = ``exponent``;
+    m_i = (1 / k) sum_{j in N(i)} ||e_j|| the mean length of its neighbours' rows (``equal``: m_i = the
+    mean length of the unseen rows after the blend, the same for all), P = ``exponent``;
     ``keep_group``: then every unseen row multiplied by one factor that restores the unseen rows' mean
     length after the blend. Arguments as :func:`mmrec_motor.motor.unseen.blend_neighbours`; with
     ``rows``, the whole table is computed and those rows returned (evaluation only, no gradient)."""
     if rows is not None:
         with torch.no_grad():
             whole = neighbour_lengths(full, unseen_items, neighbours, blend=blend, exponent=exponent,
-                                      keep_group=keep_group)
+                                      keep_group=keep_group, equal=equal)
         return whole[rows]
     out = blend(table, unseen_items, neighbours)
     with torch.no_grad():
         before = out[unseen_items].norm(dim=1).clamp_min(1e-12)                   # (U,)
-        target = table[neighbours].norm(dim=2).mean(dim=1)                        # (U,)
+        target = (before.mean().expand_as(before) if equal
+                  else table[neighbours].norm(dim=2).mean(dim=1))                 # (U,)
         scale = (target / before) ** exponent
         if keep_group:
             scale = scale * before.mean() / (before * scale).mean()

@@ -116,6 +116,17 @@ def test_neighbour_lengths_give_unseen_rows_their_neighbours_length():
     torch.testing.assert_close(batch, grouped[[3, 0]])
     with rules(1.0, 0.5, 0.0):
         torch.testing.assert_close(tcn.blend_neighbours(table, items, neighbours)[2:], blended)
+    # --equal: the blended rows (lengths 1.25 * sqrt 2 and 1.5 * sqrt 2) both take their mean length
+    # (1.375 * sqrt 2); P = 0.5 goes half way in log length
+    with rules(1.0, 0.5, 1.0, equal=True):
+        equal = tcn.blend_neighbours(table, items, neighbours)
+    torch.testing.assert_close(equal[2:].norm(dim=1), torch.full((2,), 1.375 * 2 ** 0.5))
+    torch.testing.assert_close(equal[2:] / equal[2:].norm(dim=1, keepdim=True),
+                               blended / blended.norm(dim=1, keepdim=True))
+    with rules(1.0, 0.5, 0.5, equal=True):
+        half = tcn.blend_neighbours(table, items, neighbours)
+    ratio = (1.375 / torch.tensor([1.25, 1.5])) ** 0.5
+    torch.testing.assert_close(half[2:].norm(dim=1), blended.norm(dim=1) * ratio)
     assert tcn.blend_neighbours is unseen.blend_neighbours
 
 
