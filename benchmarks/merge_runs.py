@@ -6,8 +6,9 @@ benchmarks/gpu_session.sh) into one folder, and write its reports.
 ``--kind`` is bench, cold-items, cold-start or token-budget. Copies every ``SRC/runs/*.json``,
 ``SRC/topk/*.tsv`` and ``SRC/users/*.npz`` into OUT (the same name with other content is an error),
 writes ``OUT/bench.json`` with the sources' command lines (and the first source's overrides), then
-the reports that the kind writes: ``results.csv`` / ``summary.md`` and, for an analysis, its table. ``--key=value`` are config
-overrides for loading the data where the report needs it (cold-items: ``--data_path=...``).
+the reports that the kind writes: ``results.csv`` / ``summary.md`` and, for an analysis, its table.
+``--key=value`` are config overrides for loading the data where the report needs it (cold-items:
+``--data_path=...``).
 Runs that did not finish in a source (no JSON) are simply absent from the reports.
 """
 import argparse

@@ -8,9 +8,9 @@ For each model x dataset of DIR (a bench folder holding both sides, e.g. one tha
 seed chose on validation, as the summary picks it) give their per-user metrics: from the run's
 per-user metrics file (``DIR/users``, which bench writes since it existed) or else by reloading the
 run from its best checkpoint (``quick_start.load_run``, nothing trained). Each user's metric on valid
-and on test is averaged over the side's seeds, and the script prints, for MOTOR over ID: the change on valid and on test with 95%
-bootstrap intervals, and the valid-minus-test gap with its interval (the users of the two splits
-drawn together). A gap whose interval holds 0 is what the users' noise alone gives.
+and on test is averaged over the side's seeds, and the script prints, for MOTOR over ID: the change
+on valid and on test with 95% bootstrap intervals, and the valid-minus-test gap with its interval
+(the users of the two splits drawn together). A gap whose interval holds 0 is what the users' noise alone gives.
 
     python benchmarks/user_bootstrap.py runs/s20_slm_tuned_all [--metric recall@20] [--resamples 2000]
 

@@ -5,9 +5,9 @@
   epochs run, best epoch);
 - ``summary.md``: the command lines, then per dataset one row per model: ID and MOTOR test Recall@20
   and NDCG@20 (mean ± std over seeds), the relative change of the means, a paired t-test over seeds
-  on test Recall@20, the 95% interval of the Recall@20 change over the test users (:func:`users_interval`,
-  from the runs' per-user metrics files), item-representation parameters and train seconds per epoch with their MOTOR/ID
-  ratios (:data:`SUMMARY_HEADER`).
+  on test Recall@20, the 95% interval of the Recall@20 change over the test users
+  (:func:`users_interval`, from the runs' per-user metrics files), item-representation parameters and
+  train seconds per epoch with their MOTOR/ID ratios (:data:`SUMMARY_HEADER`).
 """
 from __future__ import annotations
 
@@ -178,8 +178,7 @@ def summary_md(results: Sequence[Mapping[str, Any]], out: str) -> str:
               "over the seeds both variants ran (n/a under two pairs); 95% over users: the interval of the R@20 "
               "change when the test users are resampled (each user's Recall@20 averaged over a side's seeds; "
               f"paired bootstrap, {USERS_RESAMPLES:,} rounds; - for runs without per-user files); item params: "
-              "the item representation "
-              "(ID table, or token tables + cross network); s/epoch: mean training seconds per epoch.", ""]
+              "the item representation (ID table, or token tables + cross network); s/epoch: mean training seconds per epoch.", ""]
     plain = [r for r in rows if r["variant"] in VARIANTS]
     for dataset in sorted({r["dataset"] for r in plain}):
         table = [model_summary_row(model, [r for r in plain if r["dataset"] == dataset and r["model"] == model])
