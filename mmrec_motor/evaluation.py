@@ -94,7 +94,7 @@ def compute_metrics(hits: np.ndarray, pos_len: np.ndarray, metrics: Sequence[str
     return result
 
 
-def per_user_metrics(hits: np.ndarray, pos_len: np.ndarray, metrics: Sequence[str],
+def metrics_per_user(hits: np.ndarray, pos_len: np.ndarray, metrics: Sequence[str],
                      topk: Sequence[int]) -> Dict[str, np.ndarray]:
     """``{'recall@5': float [n_users], ...}``: each user's value of every metric at every cut-off, in
     metric-major order; their means are :func:`compute_metrics`' values before rounding (summed in
@@ -279,9 +279,9 @@ class TopKEvaluator:
     def per_user_metrics(self, ranked: np.ndarray) -> Dict[str, np.ndarray]:
         """``{'recall@20': float [n_users], ...}``: each evaluated user's value (``self.users`` order) of
         every configured metric@k for a ranking from :meth:`rank`; the means are :meth:`metrics_of`'s
-        before rounding (:func:`per_user_metrics`)."""
+        before rounding (:func:`metrics_per_user`)."""
         hits = self.relevant.contains(self.users[:, None], ranked)
-        return per_user_metrics(hits, self.pos_len, self.metrics, self.topk)
+        return metrics_per_user(hits, self.pos_len, self.metrics, self.topk)
 
     def per_user(self, ranked: np.ndarray, metric: str, k: int) -> np.ndarray:
         """float [n_users]: each evaluated user's ``metric@k`` (users in ``self.users`` order) for a
