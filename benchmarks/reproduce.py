@@ -109,6 +109,12 @@ TUNED_ARGS: Dict[str, Dict[str, Union[List[str], Dict[str, List[str]]]]] = {
 }
 
 
+def command_of(table: str) -> str:
+    """The ``mmrec-motor`` command that runs ``table`` (and the ``merge_runs.py --kind`` of its parts):
+    the tuned table is a bench folder."""
+    return "bench" if table == "tuned" else table
+
+
 def table_args(table: str, model: str, variant: str, dataset: str) -> List[str]:
     """The arguments of one run after its seeds and variant: the table's own and the model's keys for
     the dataset (``TUNED_ARGS`` for the tuned table, ``MODEL_KEYS`` for the others)."""
@@ -125,8 +131,7 @@ def unit_command(table: str, model: str, variant: str, seed: int, dataset: str, 
     unit = f"{model}-{variant}-{seed}"
     part = os.path.join(out, "parts", table, unit)
     cache = os.path.join(out, "cache", table, unit)
-    command = "bench" if table == "tuned" else table
-    argv = ["mmrec-motor", command, "-m", model, "-d", dataset, "--seeds", str(seed)]
+    argv = ["mmrec-motor", command_of(table), "-m", model, "-d", dataset, "--seeds", str(seed)]
     if table != "token-budget":
         argv += ["--variants", variant]
     argv += table_args(table, model, variant, dataset) + list(overrides)
@@ -201,7 +206,7 @@ def main(argv: Sequence[str] = None) -> int:
             print(f"{table}: no finished part to merge", flush=True)
             status = status or 1
             continue
-        merge = [sys.executable, os.path.join(HERE, "merge_runs.py"), "--kind", "bench" if table == "tuned" else table,
+        merge = [sys.executable, os.path.join(HERE, "merge_runs.py"), "--kind", command_of(table),
                  os.path.join(args.out, table), *sources, *data_keys]
         status = subprocess.call(merge) or status
     return status

@@ -40,7 +40,7 @@ the lists are gathered on every rank (:mod:`mmrec_motor.distributed`).
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -332,4 +332,15 @@ class JointRanking:
 
     def test_metrics(self, ranked: np.ndarray) -> Dict[str, float]:
         return self.test.metrics_of(ranked[self.test_rows])
+
+    @staticmethod
+    def rank_both(valid: TopKEvaluator, test: TopKEvaluator, model: torch.nn.Module
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+        """(valid's ranking, test's ranking) of ``model``, each as its evaluator's :meth:`~TopKEvaluator.rank`
+        gives it: one ranking of the union where :meth:`of` allows it, else each split ranked alone."""
+        joint = JointRanking.of(valid, test)
+        if joint is None:
+            return valid.rank(model), test.rank(model)
+        ranked = joint.rank(model)
+        return ranked[joint.valid_rows], ranked[joint.test_rows]
 

@@ -25,7 +25,7 @@ from mmrec_motor.data.features import load_named, modality_list
 from mmrec_motor.data.loader import load_data
 from mmrec_motor.data.sampler import BPRSampler
 from mmrec_motor.distributed import Ranks, backend_for, current, main_first, setup
-from mmrec_motor.evaluation import TopKEvaluator, format_metrics
+from mmrec_motor.evaluation import JointRanking, TopKEvaluator, format_metrics
 from mmrec_motor.fileio import UserMetrics, checksum_problem, json_writer, topk_writer, user_metrics_writer, write_all
 from mmrec_motor.keys import BEFORE_THE_KEY, run_identity
 from mmrec_motor.logs import ALWAYS, get_logger, silent_logger
@@ -225,11 +225,14 @@ def quick_start(config: Config) -> Dict[str, Any]:
         if chosen is None or score > runs[chosen]["valid"].get(valid_metric, -np.inf):
             chosen = len(runs) - 1
             # the model holds its best-valid parameters here
-            test_ranked = test.rank(model) if config["topk_file"] or config["user_metrics_file"] else None
-            chosen_topk = test_ranked if config["topk_file"] else None
             if config["user_metrics_file"]:
-                chosen_users = {"valid": (valid.users, valid.per_user_metrics(valid.rank(model))),
+                valid_ranked, test_ranked = JointRanking.rank_both(valid, test, model)
+                chosen_users = {"valid": (valid.users, valid.per_user_metrics(valid_ranked)),
                                 "test": (test.users, test.per_user_metrics(test_ranked))}
+            elif config["topk_file"]:
+                test_ranked = test.rank(model)
+            if config["topk_file"]:
+                chosen_topk = test_ranked
         logger.info("████Current BEST████:\nParameters: "
                     f"{list(names)}={tuple(runs[chosen]['parameters'].values())},\n"
                     f"Valid: {format_metrics(runs[chosen]['valid'])},\nTest: {format_metrics(runs[chosen]['test'])}\n")

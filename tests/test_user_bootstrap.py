@@ -91,12 +91,16 @@ def _script(name="user_bootstrap"):
 
 
 def test_per_user_recall_averages_to_the_evaluators_recall(tmp_path, run_dirs):
+    from mmrec_motor.evaluation import JointRanking
     from mmrec_motor.quick_start import load_data, split_evaluators
-
 
     config = toy_config("BPR", {}, tmp_path, run_dirs)
     data = load_data(config)
     model = FixedScores(data.n_items)
+    valid, test = split_evaluators(config, data)[:2]
+    both = JointRanking.rank_both(valid, test, model)          # one ranking of the union, split
+    assert JointRanking.of(valid, test) is not None
+    assert np.array_equal(both[0], valid.rank(model)) and np.array_equal(both[1], test.rank(model))
     for evaluator in split_evaluators(config, data)[:2]:
         ranked = evaluator.rank(model)
         for metric in ("recall", "ndcg"):

@@ -76,6 +76,13 @@ def load_result(out: str, spec: RunSpec) -> Optional[Dict[str, Any]]:
     return read_json(path) if os.path.isfile(path) else None
 
 
+def _existing(out: str, folder: str, stored: Optional[str]) -> Optional[str]:
+    """``stored`` when that file exists, else the file of its name in ``DIR/<folder>`` (a run folder
+    that moved or was merged) when that exists; None otherwise or when nothing was stored."""
+    candidates = [stored, os.path.join(out, folder, os.path.basename(stored))] if stored else []
+    return next((p for p in candidates if os.path.isfile(p)), None)
+
+
 def saved_checkpoint(out: str, result: Mapping[str, Any]) -> Optional[str]:
     """The best checkpoint of a finished run: where its result says, or under ``DIR/saved`` (a folder
     that moved); None when neither exists."""
@@ -83,16 +90,13 @@ def saved_checkpoint(out: str, result: Mapping[str, Any]) -> Optional[str]:
         stored = result["combinations"][result["chosen"]]["checkpoint"]
     except (KeyError, IndexError, TypeError):
         return None
-    candidates = [stored, os.path.join(out, "saved", os.path.basename(stored))] if stored else []
-    return next((p for p in candidates if os.path.isfile(p)), None)
+    return _existing(out, "saved", stored)
 
 
 def saved_user_metrics(out: str, result: Mapping[str, Any]) -> Optional[str]:
     """The per-user metrics file of a finished run: where its config says, or under ``DIR/users`` (a
     folder that moved or was merged); None when it has none (a run from before the file existed)."""
-    stored = (result.get("config") or {}).get("user_metrics_file")
-    candidates = [stored, os.path.join(out, "users", os.path.basename(stored))] if stored else []
-    return next((p for p in candidates if os.path.isfile(p)), None)
+    return _existing(out, "users", (result.get("config") or {}).get("user_metrics_file"))
 
 
 def write_result(out: str, spec: RunSpec, result: Mapping[str, Any]) -> None:
