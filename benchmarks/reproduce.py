@@ -30,9 +30,9 @@ BPR and VBPR over ``reg_weight`` 1e-2, 1e-3, 1e-4 (§21), GRCN at a learning rat
 (§20, §23), LATTICE at that rate with 2 combinations a side (§31: ``reg_weight`` 0 and 1e-3 for the ID
 side, MOTOR's defaults and random token tables at its better point); on lfm2k SLMRec and MGCN with
 ``--motor-search paired`` (§26, §27), LATTICE at 1e-3 and GRCN at (``reg_weight``, ``learning_rate``) =
-(1e-3, 1e-2), MOTOR without fine cells there (§29). BM3 on lfm2k runs the protocol with a budget of 3 (§24's cell is a budget of 2 on one seed,
-then its choice on three). On sports20, MGCN and LGMRec need image features and fail with that
-error; leave them out with ``--models``:
+(1e-3, 1e-2), MOTOR without fine cells there (§29). BM3 on lfm2k runs the protocol with a budget of
+3 (§24's cell is a budget of 2 on one seed, then its choice on three). On sports20, MGCN and LGMRec
+need image features and fail with that error; leave them out with ``--models``:
 
     python benchmarks/reproduce.py --tables tuned -d sports20 \
         --models LightGCN,SLMRec,BPR,VBPR,FREEDOM,BM3,LATTICE,MMGCN,GRCN --jobs 2 --out runs/tuned_s20 ...
