@@ -103,7 +103,7 @@ _POINT = {"LATTICE": ["--learning_rate=0.001"], "GRCN": ["--learning_rate=0.001"
 _PAIRED = TABLE_ARGS["tuned"] + ["--motor-search", "paired"]
 TUNED_ARGS: Dict[str, Dict[str, Union[List[str], Dict[str, List[str]]]]] = {
     "sports20": {"BPR": TABLE_ARGS["tuned"] + ["--reg_weight=[1e-2,1e-3,1e-4]"],
-                 "VBPR": TABLE_ARGS["tuned"] + ["--reg_weight=[1e-2,1e-3,1e-4]"], **_POINT,
+                 "VBPR": TABLE_ARGS["tuned"] + ["--reg_weight=[1e-2,1e-3,1e-4]"], "GRCN": _POINT["GRCN"],
                  "LATTICE": ["--protocol", "tuned", "--budget", "2", "--learning_rate=0.001"]},
     "lfm2k": {"SLMRec": _PAIRED, "MGCN": _PAIRED, "LATTICE": _POINT["LATTICE"],
               "GRCN": {"id": ["--reg_weight=0.001", "--learning_rate=0.01"],
