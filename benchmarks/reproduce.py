@@ -27,12 +27,13 @@ The ``tuned`` table is the "tuned" columns of §24 (every backbone with an item 
 MOTOR, three seeds): ``bench --protocol tuned --budget 3`` (each side 3 combinations, chosen on
 validation), except the cells that §24 filled otherwise, which ``TUNED_ARGS`` writes out: on sports20
 BPR and VBPR over ``reg_weight`` 1e-2, 1e-3, 1e-4 (§21), GRCN at a learning rate of 1e-3 on both sides
-(§20, §23), LATTICE at that rate with 2 combinations a side (§31: ``reg_weight`` 0 and 1e-3 for the ID
-side, MOTOR's defaults and random token tables at its better point); on lfm2k SLMRec and MGCN with
-``--motor-search paired`` (§26, §27), LATTICE at 1e-3 and GRCN at (``reg_weight``, ``learning_rate``) =
-(1e-3, 1e-2), MOTOR without fine cells there (§29). BM3 on lfm2k runs the protocol with a budget of
-3 (§24's cell is a budget of 2 on one seed, then its choice on three). On sports20, MGCN and LGMRec
-need image features and fail with that error; leave them out with ``--models``:
+(§20, §23), LATTICE at that rate with 2 combinations a side (§31, §32: ``reg_weight`` 0 and 1e-3 for
+the ID side, MOTOR's defaults and random token tables at its better point; the same on lfm2k, where a
+NaN loss stops a run as in MMRec); on lfm2k SLMRec and MGCN with ``--motor-search paired`` (§26, §27),
+and GRCN at (``reg_weight``, ``learning_rate``) = (1e-3, 1e-2), MOTOR without fine cells there (§29).
+BM3 on lfm2k runs the protocol with a budget of 3 (§24's cell is a budget of 2 on one seed, then its
+choice on three). On sports20, MGCN and LGMRec need image features and fail with that error; leave
+them out with ``--models``:
 
     python benchmarks/reproduce.py --tables tuned -d sports20 \
         --models LightGCN,SLMRec,BPR,VBPR,FREEDOM,BM3,LATTICE,MMGCN,GRCN --jobs 2 --out runs/tuned_s20 ...
@@ -99,13 +100,15 @@ MODEL_KEYS: Dict[str, Dict[str, Dict[str, str]]] = {
 
 # the tuned table's cells that §24 filled otherwise than with TABLE_ARGS["tuned"] (module docstring):
 # per dataset and model, the arguments that replace TABLE_ARGS and MODEL_KEYS, or per variant
-_POINT = {"LATTICE": ["--learning_rate=0.001"], "GRCN": ["--learning_rate=0.001"]}
 _PAIRED = TABLE_ARGS["tuned"] + ["--motor-search", "paired"]
+# LATTICE at a learning rate of 1e-3, 2 combinations a side (§31, §32); on lfm2k, seed 999's MOTOR
+# defaults end at a NaN loss at epoch 110, so there MMRec's rule (stop, keep the best epoch) applies
+_LATTICE = ["--protocol", "tuned", "--budget", "2", "--learning_rate=0.001"]
 TUNED_ARGS: Dict[str, Dict[str, Union[List[str], Dict[str, List[str]]]]] = {
     "sports20": {"BPR": TABLE_ARGS["tuned"] + ["--reg_weight=[1e-2,1e-3,1e-4]"],
-                 "VBPR": TABLE_ARGS["tuned"] + ["--reg_weight=[1e-2,1e-3,1e-4]"], "GRCN": _POINT["GRCN"],
-                 "LATTICE": ["--protocol", "tuned", "--budget", "2", "--learning_rate=0.001"]},
-    "lfm2k": {"SLMRec": _PAIRED, "MGCN": _PAIRED, "LATTICE": _POINT["LATTICE"],
+                 "VBPR": TABLE_ARGS["tuned"] + ["--reg_weight=[1e-2,1e-3,1e-4]"],
+                 "GRCN": ["--learning_rate=0.001"], "LATTICE": _LATTICE},
+    "lfm2k": {"SLMRec": _PAIRED, "MGCN": _PAIRED, "LATTICE": _LATTICE + ["--nan_loss=stop"],
               "GRCN": {"id": ["--reg_weight=0.001", "--learning_rate=0.01"],
                        "motor": ["--reg_weight=0.001", "--learning_rate=0.01", "--motor_fine_nbits=null"]}},
 }

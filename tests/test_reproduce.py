@@ -67,7 +67,9 @@ def test_the_tuned_table_runs_each_published_cell():
             assert "--learning_rate=0.001" in cells[(dataset, "LATTICE", variant)]
             assert protocol not in cells[(dataset, "LATTICE", variant)]
         assert "--protocol tuned --budget 2 --learning_rate=0.001" in cells[("sports20", "LATTICE", variant)]
-        assert "--protocol" not in cells[("lfm2k", "LATTICE", variant)]
+        assert ("--protocol tuned --budget 2 --learning_rate=0.001 --nan_loss=stop"
+                in cells[("lfm2k", "LATTICE", variant)])
+        assert "--nan_loss" not in cells[("sports20", "LATTICE", variant)]
         assert f"{protocol} '--reg_weight=[1e-2,1e-3,1e-4]'" in cells[("sports20", "BPR", variant)]  # shell-quoted
         assert "--reg_weight" not in cells[("lfm2k", "BPR", variant)]          # the grid's own points
         assert "--learning_rate=0.001" in cells[("sports20", "GRCN", variant)]
