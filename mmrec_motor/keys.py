@@ -336,13 +336,16 @@ def run_identity(values: Mapping[str, Any]) -> str:
     are left out too (``cold_item_test`` also at ``all``, the rule before the key), and
     ``isolated_self_loops``, ``motor_unseen_norm`` and ``motor_unseen_neighbours`` when they are
     ``auto`` or off (the same then); ``motor_fine_items_per_cell``, ``motor_fine_dropout``,
-    ``motor_unseen_norm`` and ``motor_unseen_neighbours`` when MOTOR is off, and the first two at
-    their first values (4, 0): the identity of runs from before those keys existed."""
+    ``motor_fine_own_min_interactions``, ``motor_unseen_norm`` and ``motor_unseen_neighbours`` when
+    MOTOR is off, and the first three at their first values (4, 0, off): the identity of runs from
+    before those keys existed."""
     relevant = {k: v for k, v in values.items() if not key(k).volatile}
     if not relevant.get("motor") or relevant.get("motor_fine_items_per_cell") == 4:
         relevant.pop("motor_fine_items_per_cell", None)
     if not relevant.get("motor") or not relevant.get("motor_fine_dropout"):
         relevant.pop("motor_fine_dropout", None)
+    if not relevant.get("motor") or not relevant.get("motor_fine_own_min_interactions"):
+        relevant.pop("motor_fine_own_min_interactions", None)
     if not relevant.get("motor"):
         relevant.pop("motor_unseen_norm", None)
         relevant.pop("motor_unseen_neighbours", None)

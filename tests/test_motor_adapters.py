@@ -434,6 +434,46 @@ def test_fine_items_per_cell_sets_the_auto_cell_count(config, items_per_cell, ex
             motorize(FREEDOM(), dict(cfg, motor_fine_items_per_cell=bad))
 
 
+class TrainCounts:
+    """Training data with ``inter_matrix``: item i has i % 7 training users (items 6, 13, ... have 6)."""
+
+    def inter_matrix(self, form="csr"):
+        import scipy.sparse as sp
+        rows = [u for i in range(I) for u in range(i % 7)]
+        cols = [i for i in range(I) for _ in range(i % 7)]
+        return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(U, I))
+
+
+def test_fine_own_cells_give_popular_items_rows_of_their_own(config):
+    """motor_fine_own_min_interactions 6: the 8 items with 6 training users (6, 13, ..., 55) get fine
+    cells 32..39 after the 2^5 k-means cells; the table is 40 rows a modality, 8 x D more parameters."""
+    cfg = dict(config, motor_fine_nbits=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = motorize(FREEDOM(), cfg, dataset=TrainCounts())
+        model = FREEDOM()
+        report = motorize(model, dict(cfg, motor_fine_own_min_interactions=6), dataset=TrainCounts())
+    popular = [i for i in range(I) if i % 7 == 6]
+    assert len(popular) == 8
+    for m, stats in report["fine_tokens"].items():
+        assert stats["K"] == 40 and stats["own_cells"] == 8 and "own_cells" not in plain["fine_tokens"][m]
+    assert report["item_repr_params_motor"] - plain["item_repr_params_motor"] == 2 * 8 * D
+    with pytest.raises(ValueError, match="need the training interactions"):
+        motorize(FREEDOM(), dict(cfg, motor_fine_own_min_interactions=6))
+    for bad in (-1, 2.5, "many", True):
+        with pytest.raises(ValueError, match=r"motor_fine_own_min_interactions must be null \(off\) or an integer"):
+            motorize(FREEDOM(), dict(cfg, motor_fine_own_min_interactions=bad), dataset=TrainCounts())
+
+
+def test_run_identity_keeps_runs_from_before_motor_fine_own_min_interactions():
+    from mmrec_motor.keys import run_identity
+    base = {"model": "LATTICE", "motor": True}
+    assert run_identity({**base, "motor_fine_own_min_interactions": None}) == run_identity(base)
+    assert run_identity({**base, "motor_fine_own_min_interactions": 11}) != run_identity(base)
+    off = {**base, "motor": False}
+    assert run_identity({**off, "motor_fine_own_min_interactions": 11}) == run_identity(off)
+
+
 def test_run_identity_keeps_runs_from_before_motor_fine_items_per_cell():
     """The key is left out of a run's identity when MOTOR is off or it is at 4 (the cell density of
     every run made before it existed); FREEDOM's 2 gives its MOTOR runs an identity of their own."""

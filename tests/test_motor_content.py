@@ -216,6 +216,21 @@ def test_auto_fine_bits_follow_the_catalogue_and_stop_growing():
         auto_nbits(100, 0)
 
 
+def test_own_cells_move_popular_items_to_new_rows_by_hand():
+    from mmrec_motor.motor.fine import own_cells
+    cells = np.array([0, 0, 1, 1, 2, 3])
+    counts = np.array([12, 1, 0, 30, 11, 10])
+    out, K = own_cells(cells, 4, counts, 11)             # items 0, 3, 4 have >= 11: rows 4, 5, 6
+    np.testing.assert_array_equal(out, [4, 0, 1, 5, 6, 3])
+    assert K == 7 and cells[0] == 0                       # the input is not changed
+    out, K = own_cells(cells, 4, counts, 100)             # nobody that popular: unchanged
+    np.testing.assert_array_equal(out, cells) and K == 4
+    with pytest.raises(ValueError, match=r"training counts of shape \(5,\), expected one per item \(6,\)"):
+        own_cells(cells, 4, counts[:5], 11)
+    with pytest.raises(ValueError, match="motor_fine_own_min_interactions must be >= 1, got 0"):
+        own_cells(cells, 4, counts, 0)
+
+
 def test_fine_tokens_are_on_by_default_and_an_explicit_null_turns_them_off():
     from mmrec_motor.config import Config
     from mmrec_motor.motor.hook import fine_bits_setting

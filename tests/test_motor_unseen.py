@@ -59,7 +59,7 @@ def test_training_item_counts_reads_the_inter_matrix_and_names_bad_input():
     np.testing.assert_array_equal(training_item_counts(train, 4), [1, 0, 3, 0])
     with pytest.raises(ValueError, match="expected n_items = 5"):
         training_item_counts(train, 5)
-    with pytest.raises(ValueError, match="needs the training interactions.*got NoneType"):
+    with pytest.raises(ValueError, match="need the training interactions.*got NoneType"):
         training_item_counts(None, 4)
 
 

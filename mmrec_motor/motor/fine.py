@@ -13,6 +13,10 @@ items with near-identical content) share a learned correction. A cell with a pop
 effect, that item's own row; an unseen item gets the correction its content neighbours earned. The
 table size K_f d is set by K_f, not by the catalogue.
 
+Own cells (``motor_fine_own_min_interactions`` = m, off by default, :func:`own_cells`): each of the H
+items with at least m training interactions leaves its k-means cell for a cell of its own, so the table
+has K_f + H rows; H is set by how many items the training data make popular, not by the catalogue.
+
 Only numpy and faiss here; nothing imports the runtime.
 """
 from __future__ import annotations
@@ -67,3 +71,29 @@ def kmeans_cells(features: np.ndarray, nbits: int, seed: int, normalize: str = "
     km.train(x)
     _, cells = km.index.search(x, 1)
     return cells[:, 0].astype(np.int64), K
+
+
+def own_cells(cells: np.ndarray, n_cells: int, counts: np.ndarray, min_count: int) -> Tuple[np.ndarray, int]:
+    """Give each item with ``counts[i] >= min_count`` a fine cell of its own.
+
+    Args:
+        cells: (n,) int64, each item's k-means cell in [0, n_cells).
+        n_cells: K, the k-means table's rows.
+        counts: (n,) training interactions per item (:func:`.unseen.training_item_counts`).
+        min_count: m >= 1.
+
+    Returns:
+        (cells', K + H): item i with c(i) >= m moves to cell K + j, j its place among those H items in
+        item order; every other item keeps its cell (a cell its popular items left may go unused).
+    """
+    cells = np.asarray(cells, dtype=np.int64)
+    counts = np.asarray(counts)
+    if counts.shape != cells.shape:
+        raise ValueError(f"fine tokens: training counts of shape {counts.shape}, expected one per item "
+                         f"{cells.shape}")
+    if int(min_count) < 1:
+        raise ValueError(f"fine tokens: motor_fine_own_min_interactions must be >= 1, got {min_count!r}")
+    own = np.flatnonzero(counts >= min_count)
+    out = cells.copy()
+    out[own] = n_cells + np.arange(own.size)
+    return out, int(n_cells) + int(own.size)

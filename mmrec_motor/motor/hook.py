@@ -40,10 +40,11 @@ import torch
 from .adapters import JointTableAdapter, get_adapter
 from .cache import TokenCache, cached_tokenize, open_token_cache
 from .content import CONTENT_MODES, centred_features
-from .fine import auto_nbits, kmeans_cells
+from .fine import auto_nbits, kmeans_cells, own_cells
 from .item_embedding import MotorItemEmbedding
 from .settings import (config_get, dropout_setting, fine_bits_setting, fine_items_per_cell_setting,
-                       motor_setting, tcn_dim_setting, unseen_neighbours_setting, unseen_norm_setting)
+                       fine_own_min_setting, motor_setting, tcn_dim_setting, unseen_neighbours_setting,
+                       unseen_norm_setting)
 from .tcn import VARIANTS, TokenCrossNetwork, resolve_cross_dim
 from .tokenizer import TokenizerParams
 from .unseen import training_item_counts, unseen_neighbours, unseen_weights
@@ -270,7 +271,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         raise ValueError(f"unknown motor_content {content_mode!r}: expected one of {', '.join(CONTENT_MODES)}")
     unseen_mode = unseen_norm_setting(config)   # before the tokenizer, so its errors come first
     neighbours_k = unseen_neighbours_setting(config)
-    counts = (None if unseen_mode == "off" and neighbours_k == 0
+    fine_own_min = fine_own_min_setting(config)
+    counts = (None if unseen_mode == "off" and neighbours_k == 0 and fine_own_min is None
               else training_item_counts(dataset, n_items))
     mods, cache_dir = tokenize_modalities(config, n_items, with_features=True, features=features)
     names = [m for m, _, _, _, _ in mods]
@@ -285,10 +287,14 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         for m, _, _, _, f in mods:
             bits = auto_nbits(len(f), per_cell) if per_cell is not None else int(fine_nbits)
             cells, K = kmeans_cells(f, bits, motor_seed(config), tokenizer_params(config, m).normalize)
+            if fine_own_min is not None:     # popular items leave their k-means cells for their own
+                cells, K = own_cells(cells, K, counts, fine_own_min)
             fine.append(cells)
             fine_sizes.append(K)
             used = int(np.unique(cells).size)
             fine_stats[m] = {"K": K, "cells_used": used, "items_per_cell": round(len(cells) / max(1, used), 2)}
+            if fine_own_min is not None:
+                fine_stats[m]["own_cells"] = int((counts >= fine_own_min).sum())
     neighbours = None
     if neighbours_k:             # each unseen item's k content-nearest trained items (:mod:`.unseen`)
         neighbours = unseen_neighbours(content if content is not None else

@@ -37,6 +37,7 @@ DEFAULTS: Dict[str, Any] = {
     "motor_unseen_neighbours": "auto",
     "motor_fine_nbits": "auto",
     "motor_fine_items_per_cell": 4,
+    "motor_fine_own_min_interactions": None,
     "motor_unseen_norm": "off",
     # read by the tuned protocol (mmrec_motor/experiments/tuning.py), not here
     "motor_tuning_grid": {"motor_fine_nbits": ["auto", None]},
@@ -104,6 +105,18 @@ def fine_items_per_cell_setting(config) -> float:
     except (TypeError, ValueError):
         raise ValueError(f"motor_fine_items_per_cell must be a number >= 1 (items a fine cell), "
                          f"got {value!r}") from None
+
+
+def fine_own_min_setting(config) -> Optional[int]:
+    """``motor_fine_own_min_interactions``: missing, null, 0 or false -> None (off); else an int >= 1
+    (items with at least that many training interactions get a fine cell of their own, :func:`.fine.own_cells`)."""
+    value = motor_setting(config, "motor_fine_own_min_interactions")
+    if value is None or value is False or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"motor_fine_own_min_interactions must be null (off) or an integer >= 1 (training "
+                         f"interactions), got {value!r}")
+    return int(value)
 
 
 def dropout_setting(config, key: str) -> float:

@@ -55,12 +55,13 @@ def training_item_counts(dataset, n_items: int) -> np.ndarray:
         ValueError: no dataset, no ``inter_matrix``, or a matrix whose width is not n_items.
     """
     if dataset is None or not hasattr(dataset, "inter_matrix"):
-        raise ValueError("motor_unseen_norm needs the training interactions: pass the training data "
+        raise ValueError("motor_unseen_norm, motor_unseen_neighbours and motor_fine_own_min_interactions "
+                         "need the training interactions: pass the training data "
                          "(an object with inter_matrix(form='csr'), e.g. MMRec's TrainDataLoader) to "
                          f"motorize, got {type(dataset).__name__}")
     matrix = dataset.inter_matrix(form="csr")
     if matrix.shape[1] != n_items:
-        raise ValueError(f"motor_unseen_norm: the training matrix has {matrix.shape[1]} item columns, "
+        raise ValueError(f"training interactions: the training matrix has {matrix.shape[1]} item columns, "
                          f"expected n_items = {n_items}")
     return np.asarray((matrix != 0).sum(axis=0)).ravel().astype(np.int64)
 
