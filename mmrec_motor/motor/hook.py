@@ -240,7 +240,8 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         config: dict-like; reads ``data_path``, ``dataset``, ``vision_feature_file``,
             ``text_feature_file``, ``seed`` and the ``motor_*`` keys (defaults in :data:`DEFAULTS`).
         dataset: the training data; read for n_items when the model has no ``n_items``, and, when
-            ``motor_unseen_norm`` is on, for the items' training interactions (``inter_matrix``).
+            the unseen-item rules or ``motor_fine_own_min_interactions`` are on, for the items'
+            training interactions (``inter_matrix``).
         features: optional ``{modality: (path, array)}`` already read and checked by the caller;
             other modalities are read from their files.
 
