@@ -457,6 +457,11 @@ def test_fine_own_cells_give_popular_items_rows_of_their_own(config):
     assert len(popular) == 8
     for m, stats in report["fine_tokens"].items():
         assert stats["K"] == 40 and stats["own_cells"] == 8 and "own_cells" not in plain["fine_tokens"][m]
+    fine_ids = next(b for n, b in model.named_buffers() if n.endswith("fine_ids"))     # (I, modalities)
+    assert fine_ids.shape == (I, 2)
+    others = [i for i in range(I) if i not in popular]
+    for column in fine_ids.T:
+        assert column[popular].tolist() == list(range(32, 40)) and int(column[others].max()) < 32
     assert report["item_repr_params_motor"] - plain["item_repr_params_motor"] == 2 * 8 * D
     with pytest.raises(ValueError, match="need the training interactions"):
         motorize(FREEDOM(), dict(cfg, motor_fine_own_min_interactions=6))

@@ -224,7 +224,8 @@ def test_own_cells_move_popular_items_to_new_rows_by_hand():
     np.testing.assert_array_equal(out, [4, 0, 1, 5, 6, 3])
     assert K == 7 and cells[0] == 0                       # the input is not changed
     out, K = own_cells(cells, 4, counts, 100)             # nobody that popular: unchanged
-    np.testing.assert_array_equal(out, cells) and K == 4
+    np.testing.assert_array_equal(out, cells)
+    assert K == 4
     with pytest.raises(ValueError, match=r"training counts of shape \(5,\), expected one per item \(6,\)"):
         own_cells(cells, 4, counts[:5], 11)
     with pytest.raises(ValueError, match="motor_fine_own_min_interactions must be >= 1, got 0"):

@@ -288,6 +288,7 @@ def motorize(model: torch.nn.Module, config, dataset=None,
         for m, _, _, _, f in mods:
             bits = auto_nbits(len(f), per_cell) if per_cell is not None else int(fine_nbits)
             cells, K = kmeans_cells(f, bits, motor_seed(config), tokenizer_params(config, m).normalize)
+            n_kmeans = K
             if fine_own_min is not None:     # popular items leave their k-means cells for their own
                 cells, K = own_cells(cells, K, counts, fine_own_min)
             fine.append(cells)
@@ -295,7 +296,7 @@ def motorize(model: torch.nn.Module, config, dataset=None,
             used = int(np.unique(cells).size)
             fine_stats[m] = {"K": K, "cells_used": used, "items_per_cell": round(len(cells) / max(1, used), 2)}
             if fine_own_min is not None:
-                fine_stats[m]["own_cells"] = int((counts >= fine_own_min).sum())
+                fine_stats[m]["own_cells"] = K - n_kmeans
     neighbours = None
     if neighbours_k:             # each unseen item's k content-nearest trained items (:mod:`.unseen`)
         neighbours = unseen_neighbours(content if content is not None else
