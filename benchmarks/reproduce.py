@@ -28,8 +28,9 @@ MOTOR, three seeds): ``bench --protocol tuned --budget 3`` (each side 3 combinat
 validation), except the cells that §24 filled otherwise, which ``TUNED_ARGS`` writes out: on sports20
 BPR and VBPR over ``reg_weight`` 1e-2, 1e-3, 1e-4 (§21), GRCN at a learning rate of 1e-3 on both sides
 (§20, §23), LATTICE at that rate with 2 combinations a side (§31, §32: ``reg_weight`` 0 and 1e-3 for
-the ID side, MOTOR's defaults and random token tables at its better point; the same on lfm2k, where a
-NaN loss stops a run as in MMRec); on lfm2k SLMRec and MGCN with ``--motor-search paired`` (§26, §27),
+the ID side, MOTOR's defaults and, at its better point, LATTICE.yaml's second combination, own fine
+cells for the items with >= 11 training interactions, §35; the same on lfm2k, where a NaN loss stops a
+run as in MMRec); on lfm2k SLMRec and MGCN with ``--motor-search paired`` (§26, §27),
 and GRCN at (``reg_weight``, ``learning_rate``) = (1e-3, 1e-2), MOTOR without fine cells there (§29).
 BM3 on lfm2k runs the protocol with a budget of 3 (§24's cell is a budget of 2 on one seed, then its
 choice on three). On sports20, MGCN and LGMRec need image features and fail with that error; leave
@@ -41,7 +42,8 @@ them out with ``--models``:
 Its summary gives each cell's paired t-test over the seeds and the interval of the change over the
 test users.
 Five sports20 cells of §24 are over six seeds (LightGCN, FREEDOM, BM3, LATTICE, GRCN: §32, §33 add
-seeds 1002-1004 to the same commands); ``--seeds 999,1000,1001,1002,1003,1004`` runs those.
+seeds 1002-1004 to the same commands); ``--seeds 999,1000,1001,1002,1003,1004`` runs those (LATTICE's:
+nine, 999-1007, §35).
 """
 import argparse
 import os
@@ -103,7 +105,7 @@ MODEL_KEYS: Dict[str, Dict[str, Dict[str, str]]] = {
 # the tuned table's cells that §24 filled otherwise than with TABLE_ARGS["tuned"] (module docstring):
 # per dataset and model, the arguments that replace TABLE_ARGS and MODEL_KEYS, or per variant
 _PAIRED = TABLE_ARGS["tuned"] + ["--motor-search", "paired"]
-# LATTICE at a learning rate of 1e-3, 2 combinations a side (§31, §32); on lfm2k, seed 999's MOTOR
+# LATTICE at a learning rate of 1e-3, 2 combinations a side (§31, §32, §35); on lfm2k, seed 999's MOTOR
 # defaults end at a NaN loss at epoch 110, so there MMRec's rule (stop, keep the best epoch) applies
 _LATTICE = ["--protocol", "tuned", "--budget", "2", "--learning_rate=0.001"]
 TUNED_ARGS: Dict[str, Dict[str, Union[List[str], Dict[str, List[str]]]]] = {

@@ -58,9 +58,10 @@ def test_listed_combinations_are_taken_as_written():
     assert Config("BM3", "toy", {"motor": True})["motor_content"] == "init"
 
 
-def test_lattice_staged_search_tries_random_tokens_at_its_best_point():
-    """LATTICE.yaml's grid: MOTOR's defaults, then random token tables (fine cells kept), the
-    second at the stage-1 point with the best validation; 2 combinations a side at budget 2."""
+def test_lattice_staged_search_tries_own_cells_at_its_best_point():
+    """LATTICE.yaml's grid: MOTOR's defaults, then own fine cells for items with >= 11 training
+    interactions (2-item cells kept), the second at the stage-1 point with the best validation;
+    2 combinations a side at budget 2."""
     from mmrec_motor.experiments.tuning import second_stage
 
     pinned = {"learning_rate": 1e-3}
@@ -69,7 +70,8 @@ def test_lattice_staged_search_tries_random_tokens_at_its_best_point():
     stage_one = tuning_plan("LATTICE", "sports20", "motor", 2, pinned)
     assert stage_one == [{"reg_weight": 0.0, "learning_rate": 1e-3, "motor": True}]
     stage_two = second_stage("LATTICE", "sports20", pinned, stage_one, [0.0558], total=len(ids))
-    assert stage_two == [{"reg_weight": 0.0, "learning_rate": 1e-3, "motor_content": "none", "motor": True}]
+    assert stage_two == [{"reg_weight": 0.0, "learning_rate": 1e-3, "motor_fine_own_min_interactions": 11,
+                          "motor": True}]
     config = Config("LATTICE", "sports20", {"motor": True})
     assert config["motor_content"] == "init" and config["motor_fine_items_per_cell"] == 2
 
