@@ -33,7 +33,7 @@ cells for the items with >= 11 training interactions, §35; the same on lfm2k, w
 run as in MMRec); on lfm2k SLMRec and MGCN with ``--motor-search paired`` (§26, §27),
 and GRCN at (``reg_weight``, ``learning_rate``) = (1e-3, 1e-2), MOTOR without fine cells there (§29).
 BM3 on lfm2k runs the protocol with a budget of 3 (§24's cell is a budget of 2 on one seed, then its
-choice on three). On sports20, MGCN and LGMRec need image features and fail with that error; leave
+choice on three); BM3.yaml's grid gives MOTOR's first combination own fine cells since §36. On sports20, MGCN and LGMRec need image features and fail with that error; leave
 them out with ``--models``:
 
     python benchmarks/reproduce.py --tables tuned -d sports20 \
@@ -43,7 +43,7 @@ Its summary gives each cell's paired t-test over the seeds and the interval of t
 test users.
 Five sports20 cells of §24 are over six seeds (LightGCN, FREEDOM, BM3, LATTICE, GRCN: §32, §33 add
 seeds 1002-1004 to the same commands); ``--seeds 999,1000,1001,1002,1003,1004`` runs those (LATTICE's:
-nine, 999-1007, §35).
+nine, 999-1007, §35; BM3's with own cells: 1002-1007, §36).
 """
 import argparse
 import os

@@ -51,9 +51,11 @@ def test_listed_combinations_are_taken_as_written():
                                                                              (2, 0.01, 0.5)]
     assert [(m["n_layers"], m["reg_weight"], m["dropout"]) for m in motor] == [
         (p["n_layers"], p["reg_weight"], p["dropout"]) for p in ids]
-    # BM3.yaml's own grid is of this form: sparse data's best combination, then dense data's
+    # BM3.yaml's own grid is of this form: sparse data's best combination (2-item cells, own cells for
+    # items with >= 11 training interactions), then dense data's (random tokens, no fine cells)
     yaml_grid = tuning_plan("BM3", "toy", "motor", 2, {}, search="paired")
     assert [m.get("motor_fine_items_per_cell") for m in yaml_grid] == [2, None]
+    assert [m.get("motor_fine_own_min_interactions") for m in yaml_grid] == [11, None]
     assert [m.get("motor_content") for m in yaml_grid] == [None, "none"]
     assert Config("BM3", "toy", {"motor": True})["motor_content"] == "init"
 
