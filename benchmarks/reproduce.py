@@ -33,8 +33,9 @@ cells for the items with >= 11 training interactions, §35; the same on lfm2k, w
 run as in MMRec); on lfm2k SLMRec and MGCN with ``--motor-search paired`` (§26, §27),
 and GRCN at (``reg_weight``, ``learning_rate``) = (1e-3, 1e-2), MOTOR without fine cells there (§29).
 BM3 on lfm2k runs the protocol with a budget of 3 (§24's cell is a budget of 2 on one seed, then its
-choice on three); BM3.yaml's grid gives MOTOR's first combination own fine cells since §36. On sports20, MGCN and LGMRec need image features and fail with that error; leave
-them out with ``--models``:
+choice on three); BM3.yaml's grid gives MOTOR's first combination own fine cells since §36. On
+sports20, MGCN and LGMRec need image features and fail with that error; leave them out with
+``--models``:
 
     python benchmarks/reproduce.py --tables tuned -d sports20 \
         --models LightGCN,SLMRec,BPR,VBPR,FREEDOM,BM3,LATTICE,MMGCN,GRCN --jobs 2 --out runs/tuned_s20 ...
